@@ -1,0 +1,43 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Kernels need AVX2+FMA code generation and optimisation even in debug builds
+// (`swift test`): without `-target-cpu haswell`, SIMD8 FMAs become scalar calls (~100x slower).
+#if arch(x86_64)
+let fast: [SwiftSetting] = [.unsafeFlags(["-O", "-target-cpu", "haswell"])]
+#else
+let fast: [SwiftSetting] = [.unsafeFlags(["-O"])]
+#endif
+let libm: [LinkerSetting] = [.linkedLibrary("m", .when(platforms: [.linux]))]
+
+let package = Package(
+    name: "Frugal",
+    products: [
+        .executable(name: "frugal", targets: ["frugal"]),
+        .library(name: "FrugalCore", targets: ["FrugalCore"]),
+        .library(name: "FrugalNN", targets: ["FrugalNN"]),
+        .library(name: "FrugalData", targets: ["FrugalData"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Tensors, storage and dtypes, autograd tape, kernels, RNG, memory accounting.
+        .target(name: "FrugalCore", swiftSettings: fast, linkerSettings: libm),
+        // Modules, layers, losses, optimisers, LoRA, model formats (safetensors, GGUF).
+        .target(name: "FrugalNN", dependencies: ["FrugalCore"], swiftSettings: fast, linkerSettings: libm),
+        // Data sets, loaders, augmentation, long-tail, federated partitions, tokenizers.
+        .target(name: "FrugalData", dependencies: ["FrugalCore"], swiftSettings: fast, linkerSettings: libm),
+        .executableTarget(
+            name: "frugal",
+            dependencies: [
+                "FrugalCore", "FrugalNN", "FrugalData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: fast),
+        .testTarget(name: "FrugalCoreTests", dependencies: ["FrugalCore"], swiftSettings: fast),
+        .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
+        .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,80 @@
+import Synchronization
+
+/// Live and peak bytes of tensor storage allocated by Frugal (memory-mapped checkpoint data is
+/// not counted: it belongs to the page cache). Thread-safe; `resetPeak()` starts a new window.
+public enum MemoryStats {
+    static let liveBytes = Atomic<Int>(0)
+    static let peakBytes = Atomic<Int>(0)
+    static let allocations = Atomic<Int>(0)
+
+    /// Bytes of tensor storage alive now.
+    public static var live: Int { liveBytes.load(ordering: .relaxed) }
+    /// The largest `live` seen since the process started or since the last `resetPeak()`.
+    public static var peak: Int { peakBytes.load(ordering: .relaxed) }
+    /// Number of storage allocations made so far.
+    public static var allocationCount: Int { allocations.load(ordering: .relaxed) }
+    /// Sets the peak to the current live bytes.
+    public static func resetPeak() { peakBytes.store(live, ordering: .relaxed) }
+
+    static func didAllocate(_ bytes: Int) {
+        allocations.add(1, ordering: .relaxed)
+        let now = liveBytes.add(bytes, ordering: .relaxed).newValue
+        var peak = peakBytes.load(ordering: .relaxed)
+        while now > peak {
+            let (exchanged, original) = peakBytes.compareExchange(expected: peak, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            peak = original
+        }
+    }
+
+    static func didFree(_ bytes: Int) { liveBytes.subtract(bytes, ordering: .relaxed) }
+}
+
+/// A flat, 64-byte aligned buffer of elements of one dtype. Tensors are views into a storage.
+/// Either owned (allocated here, counted in `MemoryStats`) or borrowed from an owner object that
+/// keeps external memory alive (for example a memory-mapped checkpoint).
+public final class Storage: @unchecked Sendable {
+    // @unchecked Sendable: the buffer is shared by tensors across threads the way PyTorch shares
+    // storages; writes happen only in ops that produce new storages or in explicit in-place
+    // optimiser updates, which the caller sequences.
+    public let raw: UnsafeMutableRawPointer
+    public let count: Int
+    public let dtype: DType
+    let owned: Bool
+    let owner: AnyObject?
+
+    /// Allocates `count` zeroed elements.
+    public init(count: Int, dtype: DType = .float32, zeroed: Bool = true) {
+        precondition(count >= 0, "Storage: negative element count \(count)")
+        let bytes = max(count * dtype.size, 1)
+        raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        if zeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
+        self.count = count
+        self.dtype = dtype
+        owned = true
+        owner = nil
+        MemoryStats.didAllocate(bytes)
+    }
+
+    /// Wraps external memory kept alive by `owner` (not copied, not counted).
+    public init(borrowing raw: UnsafeMutableRawPointer, count: Int, dtype: DType, owner: AnyObject) {
+        self.raw = raw
+        self.count = count
+        self.dtype = dtype
+        owned = false
+        self.owner = owner
+    }
+
+    deinit {
+        if owned {
+            raw.deallocate()
+            MemoryStats.didFree(max(count * dtype.size, 1))
+        }
+    }
+
+    /// Typed float32 pointer; traps if the storage is not float32.
+    @inlinable public var floats: UnsafeMutablePointer<Float> {
+        precondition(dtype == .float32, "Storage holds \(dtype), float32 pointer requested")
+        return raw.assumingMemoryBound(to: Float.self)
+    }
+}

@@ -1,0 +1,1 @@
+// FrugalData: data sets, loaders, augmentation, long-tail, federated partitions, tokenizers.
