@@ -115,3 +115,15 @@ extension Tensor {
     /// 0, 1, ..., n-1 as floats.
     public static func arange(_ n: Int) -> Tensor { Tensor((0..<n).map(Float.init)) }
 }
+
+import Synchronization
+
+/// A process-wide seeded generator for parameter initialisation when no generator is passed.
+/// `Random.seed(_:)` makes model construction reproducible.
+public enum Random {
+    static let state = Mutex(RNG(seed: 0x5EED))
+    /// Reseeds the global generator.
+    public static func seed(_ s: UInt64) { state.withLock { $0 = RNG(seed: s) } }
+    /// Runs `body` with exclusive access to the global generator.
+    public static func with<T>(_ body: (inout RNG) -> T) -> T { state.withLock { body(&$0) } }
+}
