@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "FrugalCore", targets: ["FrugalCore"]),
         .library(name: "FrugalNN", targets: ["FrugalNN"]),
         .library(name: "FrugalData", targets: ["FrugalData"]),
+        .library(name: "FrugalModels", targets: ["FrugalModels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,15 +29,21 @@ let package = Package(
         .target(name: "FrugalNN", dependencies: ["FrugalCore"], swiftSettings: fast, linkerSettings: libm),
         // Data sets, loaders, augmentation, long-tail, federated partitions, tokenizers.
         .target(name: "FrugalData", dependencies: ["FrugalCore"], swiftSettings: fast, linkerSettings: libm),
+        // Models built from the layers (LeNet, MLP, ...) and training/evaluation loops.
+        .target(name: "FrugalModels", dependencies: ["FrugalNN", "FrugalData"], swiftSettings: fast),
+        // Federated runtime: devices, rounds, clock, strategies; wire codecs; Caesar.
+        .target(name: "FrugalFederated", swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [
-                "FrugalCore", "FrugalNN", "FrugalData",
+                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
         .testTarget(name: "FrugalCoreTests", dependencies: ["FrugalCore"], swiftSettings: fast),
         .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
+        .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
+        .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v6]

@@ -141,7 +141,7 @@ public enum ModuleError: Error, CustomStringConvertible {
 }
 
 /// A chain of layers applied in order.
-public final class Sequential: Module {
+public final class Sequential: Module, Layer {
     public let layers: [Module]
     let apply: [(Tensor) -> Tensor]
     /// Builds from (layer, how to call it) pairs; see `Sequential(_ layers: any Layer...)`.
@@ -151,7 +151,7 @@ public final class Sequential: Module {
     }
     public convenience init(_ layers: any Layer...) { self.init(layers) }
     public override func children() -> [(String, Any)] { layers.enumerated().map { ("\($0.offset)", $0.element) } }
-    public func callAsFunction(_ x: Tensor) -> Tensor { apply.reduce(x) { $1($0) } }
+    public func forward(_ x: Tensor) -> Tensor { apply.reduce(x) { $1($0) } }
 }
 
 /// A module with a single-tensor forward pass.

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import FrugalCore
+import FrugalNN
+import FrugalData
+import FrugalModels
+
+struct Quickstart: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A short tour of Frugal on data it makes itself (no downloads).",
+        discussion: "Trains a small CNN on generated images and reports accuracy and speed. --quick runs a smaller version (CI smoke test).")
+
+    @Flag(help: "Smaller sizes (seconds instead of a minute).") var quick = false
+    @Option(help: "Seed.") var seed: UInt64 = 1
+    @Option(help: "Write the tour's results as JSON to this file.") var json: String?
+
+    func run() throws {
+        print("Frugal quickstart — \(Kernels.threads) threads, backend \(Kernels.backend.rawValue)\n")
+        var results: [String: Double] = [:]
+
+        // 1. Core: a LeNet-style CNN on generated 28x28 images (10 classes of noisy strokes).
+        let n = quick ? 1200 : 6000
+        print("[core] generating \(n) + \(n / 5) synthetic 28x28 images of 10 stroke patterns")
+        let train = try SyntheticImages.strokes(count: n, seed: seed)
+        let test = try SyntheticImages.strokes(count: n / 5, seed: seed &+ 1)
+        var rng = RNG(seed: seed)
+        let net = LeNet(rng: &rng)
+        var cfg = ClassifierTrainingConfig()
+        cfg.epochs = quick ? 1 : 2; cfg.batchSize = 64; cfg.learningRate = 0.02; cfg.seed = seed
+        let reports = try trainClassifier(net, train: train, test: test, normalization: Normalization(mean: [0.5], std: [0.5]), config: cfg) { r in
+            print("[core] epoch \(r.epoch): loss \(fmt(r.trainLoss, 3)), test accuracy \(fmt(100 * r.testAccuracy, 1))%, \(fmt(r.imagesPerSecond, 0)) images/s (training)")
+        }
+        results["core_test_accuracy"] = reports.last?.testAccuracy ?? 0
+        results["core_images_per_second"] = reports.last?.imagesPerSecond ?? 0
+
+        // 2. Kernels: one GEMM size, for a feel of the speed.
+        let r = GEMMBench.run(shapes: [(512, 512, 512)], backends: [.swift], minTime: quick ? 0.1 : 0.3)
+        if let g = r.first {
+            print("[core] SGEMM 512³: \(fmt(g.gflops)) GFLOP/s (pure Swift, \(Kernels.threads) threads)")
+            results["sgemm_512_gflops"] = g.gflops
+        }
+        print("\nNext: `frugal train --dataset mnist` on real data (see README), `frugal bench gemm`, `frugal bench train`.")
+        if let json { try writeJSON(results, to: json) }
+    }
+}
+
+/// Generated image classification data: each class is a stroke at its own angle and position,
+/// drawn with random thickness, shift and noise. Learnable by a CNN, not linearly trivial.
+enum SyntheticImages {
+    static func strokes(count: Int, seed: UInt64, size: Int = 28, classes: Int = 10) throws -> ImageDataset {
+        var rng = RNG(seed: seed)
+        var pixels = [UInt8](repeating: 0, count: count * size * size)
+        var labels = [Int32](repeating: 0, count: count)
+        for i in 0..<count {
+            let c = rng.int(classes)
+            labels[i] = Int32(c)
+            let angle = Float.pi * Float(c) / Float(classes)
+            let (dx, dy) = (cosf(angle), sinf(angle))
+            let cx = Float(size) / 2 + rng.uniform(-3, 3), cy = Float(size) / 2 + rng.uniform(-3, 3)
+            let thick = rng.uniform(1.0, 2.2), len = rng.uniform(7, 11)
+            for y in 0..<size {
+                for x in 0..<size {
+                    let px = Float(x) - cx, py = Float(y) - cy
+                    let along = px * dx + py * dy, across = abs(-px * dy + py * dx)
+                    var v: Float = (abs(along) < len && across < thick) ? 220 : 0
+                    v += rng.uniform(0, 60)
+                    pixels[i * size * size + y * size + x] = UInt8(min(255, v))
+                }
+            }
+        }
+        return try ImageDataset(pixels: pixels, labels: labels, channels: 1, height: size, width: size, classes: classes,
+                                classNames: (0..<classes).map { "stroke\($0)" })
+    }
+}

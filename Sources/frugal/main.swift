@@ -1,2 +1,0 @@
-import FrugalCore
-print("frugal")
