@@ -1,4 +1,9 @@
+import Foundation
 import FrugalNN
+
+/// Prints what a checkpoint holds (safetensors, sharded folder, GGUF).
 func describeCheckpoint(path: String, json: String?) throws {
-    throw CLIError("\(path): not a recognised data set or checkpoint")
+    let info = try CheckpointInfo.describe(URL(fileURLWithPath: path))
+    print(info.table(maxTensors: 40))
+    if let json { try info.json().write(to: URL(fileURLWithPath: json), options: .atomic) }
 }

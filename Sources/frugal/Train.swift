@@ -18,6 +18,7 @@ struct Train: ParsableCommand {
     @Option(help: "Learning rate (SGD, momentum 0.9).") var lr: Float = 0.01
     @Flag(help: "Cosine learning-rate schedule.") var cosine = false
     @Option(help: "Seed for initialisation and shuffling.") var seed: UInt64 = 0
+    @Option(help: "Save the trained weights (safetensors) here.") var save: String?
     @Option(help: "Write per-epoch results as JSON to this file.") var json: String?
 
     func validate() throws {
@@ -44,6 +45,10 @@ struct Train: ParsableCommand {
         }, stepProgress: isTTY ? { b, total, loss in
             if b % 20 == 0 || b == total { print("\r\u{1B}[K  step \(b)/\(total) loss \(fmt(loss, 4))", terminator: ""); flushStdout() }
         } : nil)
+        if let save {
+            try Checkpoint.save(net, to: URL(fileURLWithPath: save), metadata: ["model": model, "dataset": dataset])
+            print("saved \(save)")
+        }
         if let json {
             struct Out: Encodable { let model: String; let dataset: String; let config: ClassifierTrainingConfig; let epochs: [EpochReport]; let final_test_accuracy: Double }
             try writeJSON(Out(model: model, dataset: dataset, config: cfg, epochs: reports, final_test_accuracy: reports.last?.testAccuracy ?? 0), to: json)

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import FrugalNN
 
@@ -77,7 +78,7 @@ import Testing
 }
 
 @Suite struct ModuleTests {
-    final class Net: Module {
+    final class Net: Module, @unchecked Sendable {
         let fc1: Linear, fc2: Linear, norm: LayerNorm
         let blocks: [Module]
         init(rng: inout RNG) {
@@ -163,5 +164,29 @@ func gradCheckNN(_ inputs: [Tensor], eps: Float = 1e-2, tol: Float = 2e-2, sourc
             worst = max(worst, abs((lp - lm) / (2 * eps) - analytic[i]))
         }
         #expect(worst < tol, "max gradient error \(worst)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite struct CheckpointTests {
+    @Test func moduleAndOptimizerRoundTripThroughSafetensors() throws {
+        var rng = RNG(seed: 12)
+        let a = ModuleTests.Net(rng: &rng)
+        let opt = Adam(a.parameters(), lr: 0.01)
+        for p in a.parameters() { p.grad = Tensor.ones(p.shape) }
+        opt.step()
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("frugal-ckpt-\(UInt64.random(in: 0...UInt64.max)).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Checkpoint.save(a, optimizer: opt, to: url)
+        var rng2 = RNG(seed: 13)
+        let b = ModuleTests.Net(rng: &rng2)
+        let opt2 = Adam(b.parameters(), lr: 0.01)
+        try Checkpoint.load(into: b, optimizer: opt2, from: url)
+        for ((n, p), (_, q)) in zip(a.namedParameters(), b.namedParameters()) { #expect(p.array == q.array, "\(n)") }
+        #expect(opt2.stepCount == 1)
+        // Half-precision tensors keep their dtype when asked.
+        let half = Tensor([1.5, -2, 0.25]).converted(to: .bfloat16)
+        try Checkpoint.save(["h": half], to: url)
+        let back = try Checkpoint.load(url, keepDType: true)["h"]!
+        #expect(back.dtype == .bfloat16 && back.array == [1.5, -2, 0.25])
     }
 }
