@@ -11,7 +11,7 @@ struct Tokenize: ParsableCommand {
         output with Hugging Face tokenizers on whole data sets.
         """)
 
-    @Option(help: "tokenizer.json, vocab.txt, .gguf, or a folder with one of them.") var tokenizer: String
+    @Option(help: "tokenizer.json, vocab.txt, .gguf, or a folder with one of them.") var tokenizer: String?
     @Option(help: "Tokenize this text.") var text: String?
     @Option(help: "Tokenize each line of this file.") var file: String?
     @Option(name: .customLong("texts-json"), help: "Tokenize each string of this JSON array (texts may hold newlines).") var textsJSON: String?
@@ -29,6 +29,7 @@ struct Tokenize: ParsableCommand {
             try Data(TokenizerDiagnostics.unicodeClassTable().utf8).write(to: URL(fileURLWithPath: out))
             return
         }
+        guard let tokenizer else { throw ValidationError("--tokenizer PATH is required") }
         var lines: [String]
         if let text { lines = [text] }
         else if let file {

@@ -11,7 +11,7 @@ struct Train: ParsableCommand {
         discussion: "Example: frugal train --model lenet --dataset mnist --epochs 2")
 
     @Option(help: "Model: lenet.") var model = "lenet"
-    @Option(help: "Data set: mnist, fashion-mnist.") var dataset = "mnist"
+    @Option(help: "Data set: mnist, fashion-mnist, cifar10 (with random crop + flip).") var dataset = "mnist"
     @Option(help: "Data directory (default $FRUGAL_DATA or ~/.cache/frugal-data).") var data: String?
     @Option(help: "Epochs.") var epochs = 2
     @Option(help: "Batch size.") var batch = 64
@@ -30,7 +30,8 @@ struct Train: ParsableCommand {
         switch dataset {
         case "mnist": (train, test, norm) = (try MNIST.load(dir: data.map { $0 + "/mnist" }, train: true), try MNIST.load(dir: data.map { $0 + "/mnist" }, train: false), MNIST.normalization)
         case "fashion-mnist": (train, test, norm) = (try FashionMNIST.load(dir: data.map { $0 + "/fashion-mnist" }, train: true), try FashionMNIST.load(dir: data.map { $0 + "/fashion-mnist" }, train: false), FashionMNIST.normalization)
-        default: throw CLIError("unknown data set '\(dataset)': use mnist or fashion-mnist")
+        case "cifar10": (train, test, norm) = (try CIFAR10.load(dir: data.map { $0 + "/cifar-10-batches-bin" }, train: true), try CIFAR10.load(dir: data.map { $0 + "/cifar-10-batches-bin" }, train: false), CIFAR10.normalization)
+        default: throw CLIError("unknown data set '\(dataset)': use mnist, fashion-mnist or cifar10")
         }
         guard model == "lenet" else { throw CLIError("unknown model '\(model)': use lenet") }
         var rng = RNG(seed: seed)
@@ -39,7 +40,9 @@ struct Train: ParsableCommand {
         cfg.epochs = epochs; cfg.batchSize = batch; cfg.learningRate = lr; cfg.cosine = cosine; cfg.seed = seed
         print("\(dataset): \(train.count) train, \(test.count) test; LeNet \(net.parameterCount) parameters; \(Kernels.threads) threads")
         let isTTY = isatty(1) != 0
-        let reports = try trainClassifier(net, train: train, test: test, normalization: norm, config: cfg, progress: { r in
+        let augmentation: (any Augmentation)? = dataset == "cifar10"
+            ? AugmentationPipeline([RandomCrop(size: 32, padding: 4), RandomHorizontalFlip()]) : nil
+        let reports = try trainClassifier(net, train: train, test: test, normalization: norm, augmentation: augmentation, config: cfg, progress: { r in
             if isTTY { print("\r\u{1B}[K", terminator: "") }
             print("epoch \(r.epoch)/\(epochs)  loss \(fmt(r.trainLoss, 4))  train acc \(fmt(100 * r.trainAccuracy, 2))%  test acc \(fmt(100 * r.testAccuracy, 2))%  \(fmt(r.seconds))s  \(fmt(r.imagesPerSecond, 0)) img/s  loader wait \(fmt(100 * r.loaderWaitShare, 2))%")
         }, stepProgress: isTTY ? { b, total, loss in
