@@ -26,7 +26,7 @@ struct Quickstart: ParsableCommand {
         var rng = RNG(seed: seed)
         let net = LeNet(rng: &rng)
         var cfg = ClassifierTrainingConfig()
-        cfg.epochs = quick ? 1 : 2; cfg.batchSize = 64; cfg.learningRate = 0.02; cfg.seed = seed
+        cfg.epochs = quick ? 2 : 3; cfg.batchSize = 32; cfg.learningRate = 0.03; cfg.cosine = true; cfg.seed = seed
         let reports = try trainClassifier(net, train: train, test: test, normalization: Normalization(mean: [0.5], std: [0.5]), config: cfg) { r in
             print("[core] epoch \(r.epoch): loss \(fmt(r.trainLoss, 3)), test accuracy \(fmt(100 * r.testAccuracy, 1))%, \(fmt(r.imagesPerSecond, 0)) images/s (training)")
         }
