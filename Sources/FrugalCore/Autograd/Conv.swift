@@ -12,7 +12,9 @@ extension Tensor {
                              dilationH: dilation.0, dilationW: dilation.1, groups: groups)
         let x = contiguousF32(), wc = w.contiguousF32(), bc = bias?.contiguousF32()
         let out = Tensor(zeros: [p.batch, p.outC, p.outH, p.outW], zeroed: false)
-        Conv2DKernel.forward(p, input: x.pointer, weight: wc.pointer, bias: bc.map { UnsafePointer($0.pointer) }, output: out.pointer)
+        // Keep the column matrix for the weight gradient when this op will be differentiated.
+        let cache = GradMode.isEnabled && w.requiresGrad ? Conv2DKernel.ConvColumnCache() : nil
+        Conv2DKernel.forward(p, input: x.pointer, weight: wc.pointer, bias: bc.map { UnsafePointer($0.pointer) }, output: out.pointer, columns: cache)
         var inputs = [self, w]
         if let bias { inputs.append(bias) }
         let xs = x.detach(), ws = wc.detach()
@@ -29,7 +31,7 @@ extension Tensor {
             if w.requiresGrad || (bias?.requiresGrad ?? false) {
                 let tw = Tensor(zeros: ws.shape)
                 let tb = bias != nil ? Tensor(zeros: [p.outC]) : nil
-                Conv2DKernel.backwardWeight(p, input: xs.pointer, gradOutput: gc.pointer, gradWeight: tw.pointer, gradBias: tb?.pointer)
+                Conv2DKernel.backwardWeight(p, input: xs.pointer, gradOutput: gc.pointer, gradWeight: tw.pointer, gradBias: tb?.pointer, columns: cache)
                 gw = tw; gb = tb
             }
             var r: [Tensor?] = [gx, gw]

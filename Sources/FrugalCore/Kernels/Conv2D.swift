@@ -128,9 +128,9 @@ public enum Conv2DKernel {
     ///   - algorithm: forces an algorithm (it must apply to `p`); nil picks `Conv2DAlgorithm.preferred(for:)`.
     public static func forward(_ p: Conv2DParams, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                               algorithm: Conv2DAlgorithm? = nil, threads: Int = Kernels.threads) {
+                               algorithm: Conv2DAlgorithm? = nil, threads: Int = Kernels.threads, columns: ConvColumnCache? = nil) {
         switch resolve(algorithm, p) {
-        case .im2col: gemmForward(p, input, weight, bias, output, unroll: true, threads: threads)
+        case .im2col: gemmForward(p, input, weight, bias, output, unroll: true, threads: threads, columns: columns)
         case .pointwise: gemmForward(p, input, weight, bias, output, unroll: false, threads: threads)
         case .depthwise: depthwiseForward(p, input, weight, bias, output, threads: threads)
         }
@@ -159,9 +159,9 @@ public enum Conv2DKernel {
     ///   - gradOutput: `[batch, outC, outH, outW]`.
     public static func backwardWeight(_ p: Conv2DParams, input: UnsafePointer<Float>, gradOutput: UnsafePointer<Float>,
                                       gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>?,
-                                      algorithm: Conv2DAlgorithm? = nil, threads: Int = Kernels.threads) {
+                                      algorithm: Conv2DAlgorithm? = nil, threads: Int = Kernels.threads, columns: ConvColumnCache? = nil) {
         switch resolve(algorithm, p) {
-        case .im2col: gemmBackwardWeight(p, input, gradOutput, gradWeight, gradBias, unroll: true, threads: threads)
+        case .im2col: gemmBackwardWeight(p, input, gradOutput, gradWeight, gradBias, unroll: true, threads: threads, columns: columns)
         case .pointwise: gemmBackwardWeight(p, input, gradOutput, gradWeight, gradBias, unroll: false, threads: threads)
         case .depthwise: depthwiseBackwardWeight(p, input, gradOutput, gradWeight, gradBias, threads: threads)
         }
@@ -218,8 +218,9 @@ extension Conv2DKernel {
     /// y[n, g][:, band] = W_g · B[:, band] (+ bias), band by band.
     private static func gemmForward(_ p: Conv2DParams, _ input: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
                                     _ bias: UnsafePointer<Float>?, _ output: UnsafeMutablePointer<Float>,
-                                    unroll: Bool, threads: Int) {
+                                    unroll: Bool, threads: Int, columns: ConvColumnCache? = nil) {
         let plan = GEMMPlan(p, unroll: unroll, threads: threads), bands = plan.bands(p)
+        if let chunk = batchedChunk(p, plan) { return batchedForward(p, plan, chunk, input, weight, bias, output, threads: threads, columns: columns) }
         ParallelChunks.run(count: p.batch, parts: plan.workers) { _, samples in
             let col = plan.columnBuffer(p)
             defer { col?.deallocate() }
@@ -253,6 +254,7 @@ extension Conv2DKernel {
     private static func gemmBackwardInput(_ p: Conv2DParams, _ gradOutput: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
                                           _ gradInput: UnsafeMutablePointer<Float>, unroll: Bool, threads: Int) {
         let plan = GEMMPlan(p, unroll: unroll, threads: threads), bands = plan.bands(p)
+        if let chunk = batchedChunk(p, plan) { return batchedBackwardInput(p, plan, chunk, gradOutput, weight, gradInput, threads: threads) }
         ParallelChunks.run(count: p.batch, parts: plan.workers) { _, samples in
             let col = plan.columnBuffer(p)
             defer { col?.deallocate() }
@@ -283,8 +285,9 @@ extension Conv2DKernel {
     /// its samples into a private zeroed buffer, added to the caller's at the end.
     private static func gemmBackwardWeight(_ p: Conv2DParams, _ input: UnsafePointer<Float>, _ gradOutput: UnsafePointer<Float>,
                                            _ gradWeight: UnsafeMutablePointer<Float>, _ gradBias: UnsafeMutablePointer<Float>?,
-                                           unroll: Bool, threads: Int) {
+                                           unroll: Bool, threads: Int, columns: ConvColumnCache? = nil) {
         let plan = GEMMPlan(p, unroll: unroll, threads: threads), bands = plan.bands(p)
+        if let chunk = batchedChunk(p, plan) { return batchedBackwardWeight(p, plan, chunk, input, gradOutput, gradWeight, gradBias, threads: threads, columns: columns) }
         let sums = PartialSums(workers: plan.workers, weightCount: p.weightCount, biasCount: gradBias == nil ? 0 : p.outC,
                                gradWeight: gradWeight, gradBias: gradBias)
         defer { sums.finish() }
@@ -316,11 +319,134 @@ extension Conv2DKernel {
         }
     }
 
+    // MARK: - Batched im2col (groups == 1): one GEMM over several samples
+    //
+    // Per-sample GEMMs are small for small images (LeNet's conv2 is 64x800 · 800x64 per sample), so
+    // packing dominates. When the whole image fits one band, the column matrices of S samples sit side
+    // by side in one [k, S·ohw] buffer and a single two-thread GEMM does the chunk:
+    // Y'[oc, S·ohw] = W · col, dW += dY'·colᵀ, dcol = Wᵀ·dY'. Measured on LeNet's training step:
+    // 36 → see docs/BENCHMARKS.md.
+
+    /// Holds the im2col matrix of a forward pass for the weight gradient of the same step (training).
+    public final class ConvColumnCache: @unchecked Sendable {
+        // @unchecked Sendable: written once by forward, read by backward of the same op, in sequence.
+        var pointer: UnsafeMutablePointer<Float>?
+        var params: Conv2DParams?
+        public init() {}
+        func reserve(_ p: Conv2DParams, count: Int) -> UnsafeMutablePointer<Float> {
+            pointer?.deallocate()
+            let q = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            pointer = q
+            params = p
+            return q
+        }
+        func filled(for p: Conv2DParams) -> UnsafeMutablePointer<Float>? { params == p ? pointer : nil }
+        deinit { pointer?.deallocate() }
+    }
+
+    /// Largest batched column matrix, in floats (16 MiB).
+    static let maxBatchedColumnFloats = 1 << 22
+
+    /// Samples per batched GEMM, or nil when the per-sample path applies.
+    private static func batchedChunk(_ p: Conv2DParams, _ plan: GEMMPlan) -> Int? {
+        guard p.groups == 1, plan.unroll, plan.bandRows == p.outH, p.batch > 1 else { return nil }
+        let perSample = plan.k * plan.ohw
+        let s = min(p.batch, maxBatchedColumnFloats / max(perSample, 1))
+        return s >= 2 ? s : nil
+    }
+
+    private static func fillColumns(_ p: Conv2DParams, _ plan: GEMMPlan, _ input: UnsafePointer<Float>, _ samples: Range<Int>,
+                                    _ col: UnsafeMutablePointer<Float>, threads: Int) {
+        let width = samples.count * plan.ohw
+        ParallelChunks.run(count: samples.count, parts: min(threads, samples.count)) { _, part in
+            for j in part {
+                im2col(p, input + (samples.lowerBound + j) * p.inC * plan.ihw, channels: plan.icg, rows: 0..<p.outH,
+                       col + j * plan.ohw, rowStride: width)
+            }
+        }
+    }
+
+    private static func batchedForward(_ p: Conv2DParams, _ plan: GEMMPlan, _ chunk: Int, _ input: UnsafePointer<Float>,
+                                       _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                                       _ output: UnsafeMutablePointer<Float>, threads: Int, columns: ConvColumnCache?) {
+        // The whole batch's columns can be kept for the weight gradient (saves a second im2col).
+        let keep = columns != nil && chunk >= p.batch
+        let col = keep ? columns!.reserve(p, count: plan.k * chunk * plan.ohw) : UnsafeMutablePointer<Float>.allocate(capacity: plan.k * chunk * plan.ohw)
+        let y = UnsafeMutablePointer<Float>.allocate(capacity: p.outC * chunk * plan.ohw)
+        defer { if !keep { col.deallocate() }; y.deallocate() }
+        for start in stride(from: 0, to: p.batch, by: chunk) {
+            let samples = start..<min(start + chunk, p.batch), width = samples.count * plan.ohw
+            fillColumns(p, plan, input, samples, col, threads: threads)
+            GEMM.sgemm(transA: false, transB: false, m: p.outC, n: width, k: plan.k, alpha: 1, a: weight, lda: plan.k,
+                       b: col, ldb: width, beta: 0, c: y, ldc: width, threads: threads)
+            for (j, n) in samples.enumerated() {
+                for oc in 0..<p.outC {
+                    let src = y + oc * width + j * plan.ohw, dst = output + (n * p.outC + oc) * plan.ohw
+                    if let bias {
+                        let b = bias[oc]
+                        for i in 0..<plan.ohw { dst[i] = src[i] + b }
+                    } else {
+                        copy(plan.ohw, src, dst)
+                    }
+                }
+            }
+        }
+    }
+
+    /// dY'[oc, j·ohw + i] = dy[n_j, oc, i]
+    private static func gatherGradOutput(_ p: Conv2DParams, _ plan: GEMMPlan, _ gradOutput: UnsafePointer<Float>,
+                                         _ samples: Range<Int>, _ dyc: UnsafeMutablePointer<Float>) {
+        let width = samples.count * plan.ohw
+        for (j, n) in samples.enumerated() {
+            for oc in 0..<p.outC { copy(plan.ohw, gradOutput + (n * p.outC + oc) * plan.ohw, dyc + oc * width + j * plan.ohw) }
+        }
+    }
+
+    private static func batchedBackwardInput(_ p: Conv2DParams, _ plan: GEMMPlan, _ chunk: Int, _ gradOutput: UnsafePointer<Float>,
+                                             _ weight: UnsafePointer<Float>, _ gradInput: UnsafeMutablePointer<Float>, threads: Int) {
+        let col = UnsafeMutablePointer<Float>.allocate(capacity: plan.k * chunk * plan.ohw)
+        let dyc = UnsafeMutablePointer<Float>.allocate(capacity: p.outC * chunk * plan.ohw)
+        defer { col.deallocate(); dyc.deallocate() }
+        for start in stride(from: 0, to: p.batch, by: chunk) {
+            let samples = start..<min(start + chunk, p.batch), width = samples.count * plan.ohw
+            gatherGradOutput(p, plan, gradOutput, samples, dyc)
+            GEMM.sgemm(transA: true, transB: false, m: plan.k, n: width, k: p.outC, alpha: 1, a: weight, lda: plan.k,
+                       b: dyc, ldb: width, beta: 0, c: col, ldc: width, threads: threads)
+            ParallelChunks.run(count: samples.count, parts: min(threads, samples.count)) { _, part in
+                for j in part {
+                    let dx = gradInput + (samples.lowerBound + j) * p.inC * plan.ihw
+                    dx.update(repeating: 0, count: p.inC * plan.ihw)
+                    col2im(p, col + j * plan.ohw, channels: plan.icg, rows: 0..<p.outH, dx, rowStride: width)
+                }
+            }
+        }
+    }
+
+    private static func batchedBackwardWeight(_ p: Conv2DParams, _ plan: GEMMPlan, _ chunk: Int, _ input: UnsafePointer<Float>,
+                                              _ gradOutput: UnsafePointer<Float>, _ gradWeight: UnsafeMutablePointer<Float>,
+                                              _ gradBias: UnsafeMutablePointer<Float>?, threads: Int, columns: ConvColumnCache?) {
+        let cached = columns?.filled(for: p)
+        let col = cached ?? UnsafeMutablePointer<Float>.allocate(capacity: plan.k * chunk * plan.ohw)
+        let dyc = UnsafeMutablePointer<Float>.allocate(capacity: p.outC * chunk * plan.ohw)
+        defer { if cached == nil { col.deallocate() }; dyc.deallocate() }
+        for start in stride(from: 0, to: p.batch, by: chunk) {
+            let samples = start..<min(start + chunk, p.batch), width = samples.count * plan.ohw
+            if cached == nil { fillColumns(p, plan, input, samples, col, threads: threads) }
+            gatherGradOutput(p, plan, gradOutput, samples, dyc)
+            GEMM.sgemm(transA: false, transB: true, m: p.outC, n: plan.k, k: width, alpha: 1, a: dyc, lda: width,
+                       b: col, ldb: width, beta: 1, c: gradWeight, ldc: plan.k, threads: threads)
+            if let gradBias {
+                for oc in 0..<p.outC { gradBias[oc] += sum(width, dyc + oc * width) }
+            }
+        }
+    }
+
     /// Unrolls output rows `rows` of `channels` input planes at `x` into col [channels*kH*kW, rows.count*outW]:
     /// col[(c*kH + kh)*kW + kw][(oh - rows.lowerBound)*outW + ow] = x[c][oh*sH - pH + kh*dH][ow*sW - pW + kw*dW],
     /// 0 outside the image.
     private static func im2col(_ p: Conv2DParams, _ x: UnsafePointer<Float>, channels: Int, rows: Range<Int>,
-                               _ col: UnsafeMutablePointer<Float>) {
+                               _ col: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+        let step = rowStride ?? rows.count * p.outW
         let outW = p.outW, ihw = p.inH * p.inW
         var row = col
         for c in 0..<channels {
@@ -346,7 +472,7 @@ extension Conv2DKernel {
                         }
                         for ow in cols.upperBound..<outW { dst[ow] = 0 }
                     }
-                    row += rows.count * outW
+                    row += step
                 }
             }
         }
@@ -354,7 +480,8 @@ extension Conv2DKernel {
 
     /// Adjoint of `im2col`: adds every col entry back onto the input position it was copied from.
     private static func col2im(_ p: Conv2DParams, _ col: UnsafePointer<Float>, channels: Int, rows: Range<Int>,
-                               _ dx: UnsafeMutablePointer<Float>) {
+                               _ dx: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+        let step = rowStride ?? rows.count * p.outW
         let outW = p.outW, ihw = p.inH * p.inW
         var row = col
         for c in 0..<channels {
@@ -373,7 +500,7 @@ extension Conv2DKernel {
                             for ow in cols { dst[ow * p.strideW + off] += src[ow] }
                         }
                     }
-                    row += rows.count * outW
+                    row += step
                 }
             }
         }
