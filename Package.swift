@@ -32,7 +32,7 @@ let package = Package(
         // Models built from the layers (LeNet, MLP, ...) and training/evaluation loops.
         .target(name: "FrugalModels", dependencies: ["FrugalNN", "FrugalData"], swiftSettings: fast),
         // Federated runtime: devices, rounds, clock, strategies; wire codecs; Caesar.
-        .target(name: "FrugalFederated", swiftSettings: fast, linkerSettings: libm),
+        .target(name: "FrugalFederated", dependencies: ["FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [

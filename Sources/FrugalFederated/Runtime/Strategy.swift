@@ -1,0 +1,225 @@
+/// What a strategy learns about the devices selected for a round before it encodes anything.
+public struct RoundContext: Sendable {
+    /// Round number, starting at 1.
+    public var round: Int
+    /// Indices of the selected devices.
+    public var devices: [Int]
+    /// Their profiles.
+    public var profiles: [DeviceProfile]
+    /// Per-class sample counts of each selected device.
+    public var labelCounts: [[Int]]
+    /// Per-class sample counts of all devices together.
+    public var globalLabelCounts: [Int]
+    /// Rounds since each selected device last synchronised (nil: never).
+    public var staleness: [Int?]
+}
+
+/// A federated-learning strategy: how the server sends the model to each device, how a device
+/// sends its update back, per-device batch sizes, and how the server aggregates.
+///
+/// The simulation calls, per round: `prepare`, then for every selected device `encodeDownload`
+/// (server) and `decodeDownload` (device), then `batchSizes`, local training, `encodeUpload`
+/// (device), `decodeUpload` (server) and finally `aggregate`. Strategies keep per-device state
+/// (error-feedback residuals, the stale model copy the server mirrors), so they are classes.
+public protocol FederatedStrategy: AnyObject {
+    /// Short name for logs and tables.
+    var name: String { get }
+    /// Called once per round before anything is encoded.
+    func prepare(_ context: RoundContext, layout: TensorLayout) throws
+    /// Server: the download stream for `device` (staleness δ, nil if never synchronised).
+    func encodeDownload(global: [Float], device: Int, staleness: Int?, round: Int, layout: TensorLayout) throws -> [UInt8]
+    /// Device: rebuilds the model from the stream (and its own copy); the server mirrors it.
+    func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float]
+    /// Per-device batch sizes for the selected devices (same order as `context.devices`).
+    func batchSizes(_ context: RoundContext, bytesDown: [Int], defaultBatch: Int, localSteps: Int?,
+                    layout: TensorLayout) throws -> [Int]
+    /// Device: the upload stream for its update (local model − model it started from).
+    func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8]
+    /// Server: decodes a device's upload.
+    func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float]
+    /// Server: the new global model from the accepted updates and their weights.
+    func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float]
+}
+
+extension FederatedStrategy {
+    public func prepare(_ context: RoundContext, layout: TensorLayout) throws {}
+
+    public func batchSizes(_ context: RoundContext, bytesDown: [Int], defaultBatch: Int, localSteps: Int?,
+                           layout: TensorLayout) throws -> [Int] {
+        [Int](repeating: defaultBatch, count: context.devices.count)
+    }
+
+    /// w ← w + Σ_i (n_i / Σn) · Δ_i (weights are sample counts); unchanged when nothing was accepted.
+    public func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float] {
+        weightedAverageStep(global: global, updates: updates, weights: weights)
+    }
+}
+
+/// w + Σ_i (weights_i / Σ weights) · updates_i (w itself when there is nothing to add).
+public func weightedAverageStep(global: [Float], updates: [[Float]], weights: [Double]) -> [Float] {
+    let total = weights.reduce(0, +)
+    guard !updates.isEmpty, total > 0 else { return global }
+    var out = global
+    let n = out.count
+    out.withUnsafeMutableBufferPointer { o in
+        for (u, w) in zip(updates, weights) where u.count == n {
+            let f = Float(w / total)
+            u.withUnsafeBufferPointer { ub in
+                for i in 0 ..< n { o[i] += f * ub[i] }
+            }
+        }
+    }
+    return out
+}
+
+/// Dense downloads and the copy of the model each device holds (mirrored by the server).
+public class DeviceCopies {
+    /// The model copy each device holds after its last download (the server's mirror).
+    public internal(set) var copies: [Int: [Float]] = [:]
+    public init() {}
+}
+
+/// FedAvg: dense float32 downloads and uploads, sample-weighted averaging.
+public final class FedAvgStrategy: DeviceCopies, FederatedStrategy {
+    public let name = "fedavg"
+    let dense = DenseCodec()
+    public override init() {}
+
+    public func encodeDownload(global: [Float], device: Int, staleness: Int?, round: Int, layout: TensorLayout) throws -> [UInt8] {
+        try dense.encode(global, layout: layout)
+    }
+    public func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        let w = try dense.decode(bytes, layout: layout)
+        copies[device] = w
+        return w
+    }
+    public func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8] {
+        try dense.encode(update, layout: layout)
+    }
+    public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        try dense.decode(bytes, layout: layout)
+    }
+}
+
+/// Compressed uploads with any `UpdateCodec` (top-k, random-k, QSGD, signSGD, STC), with the
+/// codec's error-feedback residual kept per device across rounds; dense downloads.
+public final class CompressedStrategy: DeviceCopies, FederatedStrategy {
+    public let name: String
+    public let codec: any UpdateCodec
+    let dense = DenseCodec()
+    let seed: UInt64
+    /// Upload codec state (error-feedback residual, RNG) per device.
+    public internal(set) var uploadStates: [Int: CodecState] = [:]
+
+    public init(codec: any UpdateCodec, seed: UInt64 = 0) {
+        self.codec = codec
+        self.seed = seed
+        self.name = "\(codec.codecID)"
+    }
+
+    public func encodeDownload(global: [Float], device: Int, staleness: Int?, round: Int, layout: TensorLayout) throws -> [UInt8] {
+        try dense.encode(global, layout: layout)
+    }
+    public func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        let w = try dense.decode(bytes, layout: layout)
+        copies[device] = w
+        return w
+    }
+    public func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8] {
+        var state = uploadStates[device] ?? CodecState(seed: seed &+ UInt64(device) &* 0x9E37_79B9_7F4A_7C15)
+        let bytes = try codec.encode(update, layout: layout, state: &state)
+        uploadStates[device] = state
+        return bytes
+    }
+    public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        try codec.decode(bytes, layout: layout)
+    }
+}
+
+/// Caesar: staleness-aware download compression, importance-aware top-k uploads (with error
+/// feedback per device) and per-device batch sizes; each switch can be turned off (dense
+/// download, dense upload, the default batch size).
+public final class CaesarStrategy: DeviceCopies, FederatedStrategy {
+    public let name = "caesar"
+    public var compressDownload: Bool
+    public var compressUpload: Bool
+    public var planBatchSizes: Bool
+    public var download: DownloadCompression
+    public var upload: UploadCompression
+    /// Batch grid for planning; its `localSteps` is replaced by the simulation's.
+    public var planner: BatchSizePlanner
+    let dense = DenseCodec()
+    let seed: UInt64
+    /// Upload ratio per device for the current round.
+    public internal(set) var uploadRatios: [Int: Double] = [:]
+    public internal(set) var uploadStates: [Int: CodecState] = [:]
+    /// The last batch plan (nil when batch planning is off).
+    public internal(set) var lastPlan: BatchPlan?
+
+    public init(download: Bool = true, upload: Bool = true, batchSizes: Bool = true,
+                downloadCompression: DownloadCompression = DownloadCompression(),
+                uploadCompression: UploadCompression = UploadCompression(),
+                planner: BatchSizePlanner = BatchSizePlanner(minBatch: 8, maxBatch: 64, batchStep: 8, localSteps: 1),
+                seed: UInt64 = 0) {
+        compressDownload = download
+        compressUpload = upload
+        planBatchSizes = batchSizes
+        self.download = downloadCompression
+        self.upload = uploadCompression
+        self.planner = planner
+        self.seed = seed
+    }
+
+    public func prepare(_ context: RoundContext, layout: TensorLayout) throws {
+        uploadRatios = [:]
+        guard compressUpload, !context.devices.isEmpty else { return }
+        let plan = try upload.plan(labelCounts: context.labelCounts, globalCounts: context.globalLabelCounts)
+        for (j, d) in context.devices.enumerated() { uploadRatios[d] = plan.ratio[j] }
+    }
+
+    public func encodeDownload(global: [Float], device: Int, staleness: Int?, round: Int, layout: TensorLayout) throws -> [UInt8] {
+        guard compressDownload else { return try dense.encode(global, layout: layout) }
+        let stale = copies[device]
+        return try download.encode(global: global, stale: stale, staleness: stale == nil ? nil : staleness,
+                                   round: round, layout: layout)
+    }
+
+    public func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        let w = compressDownload ? try DownloadCompression.decode(bytes, stale: copies[device], layout: layout)
+                                 : try dense.decode(bytes, layout: layout)
+        copies[device] = w
+        return w
+    }
+
+    public func batchSizes(_ context: RoundContext, bytesDown: [Int], defaultBatch: Int, localSteps: Int?,
+                           layout: TensorLayout) throws -> [Int] {
+        lastPlan = nil
+        guard planBatchSizes else { return [Int](repeating: defaultBatch, count: context.devices.count) }
+        guard let steps = localSteps else {
+            throw FederatedError("Caesar batch-size planning needs a fixed number of local steps (localSteps), not epochs")
+        }
+        var p = planner
+        p.localSteps = steps
+        let up = context.devices.map { d in
+            compressUpload ? upload.codec(ratio: uploadRatios[d] ?? upload.thetaMax).estimatedSize(layout) : dense.estimatedSize(layout)
+        }
+        let plan = try p.plan(profiles: context.profiles.map(\.timeProfile), bytesDown: bytesDown, bytesUp: up)
+        lastPlan = plan
+        return plan.batchSizes
+    }
+
+    public func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8] {
+        guard compressUpload else { return try dense.encode(update, layout: layout) }
+        let codec = upload.codec(ratio: uploadRatios[device] ?? upload.thetaMax)
+        var state = uploadStates[device] ?? CodecState(seed: seed &+ UInt64(device) &* 0x9E37_79B9_7F4A_7C15)
+        let bytes = try codec.encode(update, layout: layout, state: &state)
+        uploadStates[device] = state
+        return bytes
+    }
+
+    public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        guard compressUpload else { return try dense.decode(bytes, layout: layout) }
+        // The stream header carries k; the top-k decoder reads it, so any planned ratio decodes.
+        return try upload.codec(ratio: uploadRatios[device] ?? upload.thetaMax).decode(bytes, layout: layout)
+    }
+}
