@@ -36,7 +36,7 @@ let package = Package(
         .executableTarget(
             name: "frugal",
             dependencies: [
-                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels",
+                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
