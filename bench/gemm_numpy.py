@@ -40,6 +40,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/gemm_numpy.json", help="JSON output path")
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds of repeats per shape")
+    ap.add_argument("--quiet", action="store_true", help="print only the timings")
+    ap.add_argument("--shapes", default=None,
+                    help="comma-separated MxKxN list (default: the acceptance shapes), e.g. 512x512x512,1x4096x14336")
     args = ap.parse_args()
 
     blas_info = []
@@ -52,7 +55,7 @@ def main():
     except ImportError:
         print("threadpoolctl not installed (pip install threadpoolctl): BLAS not identified, "
               "threads only set through OPENBLAS_NUM_THREADS", file=sys.stderr)
-    for d in blas_info:
+    for d in blas_info if not args.quiet else []:
         print(f"BLAS: {d['internal_api']} {d['version']} arch={d['architecture']} threads={d['num_threads']}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
@@ -60,7 +63,10 @@ def main():
 
     rng = np.random.default_rng(0)
     results = []
-    for m, k, n in SHAPES:
+    shapes = SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    for m, k, n in shapes:
         if m == 1:
             w = rng.uniform(-1, 1, (n, k)).astype(np.float32)
             x = rng.uniform(-1, 1, k).astype(np.float32)

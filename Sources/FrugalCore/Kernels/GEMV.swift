@@ -1,4 +1,3 @@
-import Dispatch
 
 /// Matrix-vector products for weights stored `[out, in]` (one row per output), the layout of
 /// Linear and expert weights. Batch-1 inference is memory-bound, so each row is one streamed dot
@@ -52,7 +51,7 @@ public enum GEMV {
         }
         let ptrs = UnsafeSendablePointers(a: w, b: UnsafeRawPointer(x), c: UnsafeMutableRawPointer(y),
                                           d: bias.map { UnsafeRawPointer($0) })
-        DispatchQueue.concurrentPerform(iterations: t) { i in
+        Kernels.parallel(t) { i in
             // Row ranges on multiples of 4 so that each thread runs the 4-row kernel.
             let r0 = (out * i / t) & ~3, r1 = i == t - 1 ? out : (out * (i + 1) / t) & ~3
             rows(r0, r1, n: n, w: ptrs.a, dtype: dtype, x: ptrs.b!.assumingMemoryBound(to: Float.self),
@@ -205,7 +204,7 @@ public enum GEMV {
             case (.bfloat16, _): batchRows(4, r0, r1, n, ptrs.a, 2, x, ldx, bias, y, ldy, accumulate, loadBF16)
             }
         }
-        if t == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: t, execute: body) }
+        if t == 1 { body(0) } else { Kernels.parallel(t, body) }
     }
 
     /// Rows r0..<r1 of W against g (2...4, constant after inlining) vectors; two accumulators

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -89,8 +90,8 @@ public enum Kernels {
     }
 }
 
-/// Carries raw pointers into `DispatchQueue.concurrentPerform`. Safe because every caller waits
-/// for `concurrentPerform` to return before the pointed-to memory can go away, and the workers
+/// Carries raw pointers into `Kernels.parallel`. Safe because every caller waits
+/// for `Kernels.parallel` to return before the pointed-to memory can go away, and the workers
 /// write disjoint ranges.
 @usableFromInline struct UnsafeSendablePointers: @unchecked Sendable {
     @usableFromInline let a: UnsafeRawPointer
@@ -99,5 +100,174 @@ public enum Kernels {
     @usableFromInline let d: UnsafeRawPointer?
     @usableFromInline init(a: UnsafeRawPointer, b: UnsafeRawPointer?, c: UnsafeMutableRawPointer, d: UnsafeRawPointer? = nil) {
         self.a = a; self.b = b; self.c = c; self.d = d
+    }
+}
+
+extension Kernels {
+    /// Runs `body(0)`, ..., `body(n - 1)` in parallel and returns when all have finished.
+    ///
+    /// Iterations are claimed dynamically by the calling thread and by persistent kernel threads,
+    /// which spin for a short while (`KernelPool.spinNanoseconds`) after a job before they block,
+    /// so that back-to-back calls start within microseconds. (With
+    /// `DispatchQueue.concurrentPerform` the second thread of a 1-2 ms product started 0.1-0.3 ms
+    /// late on these virtual machines, where an idle virtual CPU is slow to wake.) A late thread
+    /// finds nothing left to claim, so `body` may run its iterations one after another on one
+    /// thread and must never wait for another iteration to start. Nested calls, and calls while
+    /// another thread's job is running, run their iterations on the calling thread.
+    /// Iterations must write disjoint memory.
+    public static func parallel(_ n: Int, _ body: @Sendable (Int) -> Void) {
+        if n <= 1 {
+            if n == 1 { body(0) }
+            return
+        }
+        KernelPool.shared.run(n, body)
+    }
+}
+
+/// Persistent worker threads behind `Kernels.parallel` (one job at a time).
+final class KernelPool: @unchecked Sendable {  // shared state is atomics, or guarded by `mutex`/`busy`
+    static let shared = KernelPool()
+
+    /// How long an idle worker spins (yielding now and then) before it blocks.
+    static let spinNanoseconds = 2_000_000
+
+    /// One parallel call: the body, kept alive until every claimed iteration has finished.
+    final class Job {
+        let body: @Sendable (Int) -> Void
+        init(body: @escaping @Sendable (Int) -> Void) { self.body = body }
+    }
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Job generation (bits 8...) and iteration count (bits 0...7); bumped under `mutex`.
+    private let state = Atomic<Int>(0)
+    /// Job generation (bits 8...) and next unclaimed iteration (bits 0...7). Claiming with a
+    /// compare-exchange on both means a thread that wakes late cannot claim from a newer job.
+    private let claim = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)     // iterations of the current job completed
+    private let sleepers = Atomic<Int>(0)     // workers blocked in `cond`
+    private let busy = Atomic<Bool>(false)    // held by the thread running a job
+    private var threadCount = 0               // changed only while `busy` is held
+    private var job: Job?                     // set before the job is published
+
+    private init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(cond, nil)
+    }
+
+    func run(_ n: Int, _ body: @Sendable (Int) -> Void) {
+        guard n <= 255, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            for i in 0..<n { body(i) }   // nested or concurrent use: run here
+            return
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        while threadCount < n - 1 {
+            if !startThread(index: threadCount + 1) { break }
+            threadCount += 1
+        }
+        withoutActuallyEscaping(body) { body in
+            job = Job(body: body)
+            finished.store(0, ordering: .relaxed)
+            pthread_mutex_lock(mutex)
+            let g = (state.load(ordering: .relaxed) >> 8) + 1
+            claim.store(g << 8, ordering: .relaxed)
+            state.store(g << 8 | n, ordering: .releasing)
+            if sleepers.load(ordering: .relaxed) > 0 { pthread_cond_broadcast(cond) }
+            pthread_mutex_unlock(mutex)
+            while let i = tryClaim(generation: g, count: n) {
+                body(i)
+                finished.add(1, ordering: .releasing)
+            }
+            var spins = 0
+            while finished.load(ordering: .acquiring) < n {
+                spins += 1
+                if spins > 64 { sched_yield() }
+            }
+            job = nil
+        }
+    }
+
+    /// Claims the next iteration of job `generation`, or returns nil if there is none.
+    private func tryClaim(generation g: Int, count n: Int) -> Int? {
+        var v = claim.load(ordering: .relaxed)
+        while v >> 8 == g && v & 255 < n {
+            let r = claim.compareExchange(expected: v, desired: v + 1, ordering: .acquiringAndReleasing)
+            if r.exchanged { return v & 255 }
+            v = r.original
+        }
+        return nil
+    }
+
+    private final class Start {
+        let pool: KernelPool, generation: Int
+        init(pool: KernelPool, generation: Int) { self.pool = pool; self.generation = generation }
+    }
+
+    private func startThread(index: Int) -> Bool {
+        let start = Unmanaged.passRetained(Start(pool: self, generation: state.load(ordering: .acquiring) >> 8))
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        defer { pthread_attr_destroy(&attr) }
+        #if canImport(Darwin)
+        var tid: pthread_t? = nil
+        #else
+        var tid = pthread_t()
+        #endif
+        let rc = pthread_create(&tid, &attr, { arg in
+            let s = Unmanaged<Start>.fromOpaque(arg!).takeRetainedValue()
+            s.pool.workerLoop(seen: s.generation)
+        }, start.toOpaque())
+        if rc != 0 { start.release() }
+        return rc == 0
+    }
+
+    private static func nanoseconds() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int(ts.tv_sec) * 1_000_000_000 + Int(ts.tv_nsec)
+    }
+
+    private func workerLoop(seen start: Int) -> Never {
+        var seen = start
+        while true {
+            var s = state.load(ordering: .acquiring)
+            if s >> 8 == seen {
+                // Spin a while: the next job usually follows within microseconds.
+                let t0 = KernelPool.nanoseconds()
+                var spins = 0
+                while s >> 8 == seen {
+                    spins += 1
+                    if spins & 63 == 0 {
+                        if KernelPool.nanoseconds() - t0 > KernelPool.spinNanoseconds { break }
+                        sched_yield()
+                    }
+                    s = state.load(ordering: .acquiring)
+                }
+                if s >> 8 == seen {
+                    pthread_mutex_lock(mutex)
+                    sleepers.add(1, ordering: .relaxed)
+                    s = state.load(ordering: .acquiring)
+                    while s >> 8 == seen {
+                        pthread_cond_wait(cond, mutex)
+                        s = state.load(ordering: .acquiring)
+                    }
+                    sleepers.subtract(1, ordering: .relaxed)
+                    pthread_mutex_unlock(mutex)
+                }
+            }
+            seen = s >> 8
+            while let i = tryClaim(generation: seen, count: s & 255) {
+                runJob(i)
+                finished.add(1, ordering: .releasing)
+            }
+        }
+    }
+
+    /// Runs one claimed iteration; a separate function so that its references to the job are
+    /// released before `finished` says it is done (`withoutActuallyEscaping` checks that).
+    @inline(never)
+    private func runJob(_ index: Int) {
+        job?.body(index)
     }
 }
