@@ -387,7 +387,8 @@ public enum GEMM {
             }
         }
         let mcMax = mr * ((mPanels + nIc - 1) / nIc)
-        let groupPanels = max(2, (nPanels + 4 * t - 1) / (4 * t))
+        // One packing claim per thread and slice: wide groups copy faster (longer row segments).
+        let groupPanels = max(2, (nPanels + t - 1) / t)
 
         let counters = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 4 * nJc)
         for i in 0..<(4 * nJc) { (counters + i).initialize(to: Atomic(0)) }
