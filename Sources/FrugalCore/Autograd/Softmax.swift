@@ -24,22 +24,11 @@ extension Tensor {
         return withNoGrad { t.permuted(inverse) }.contiguousF32()
     }
 
+    /// Row softmax / log-softmax through the SIMD kernels in `VectorOps` (stable; a fully masked
+    /// row gives zeros).
     static func softmaxRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, n: Int, log: Bool) {
-        for r in 0..<rows {
-            let xr = x + r * n, yr = y + r * n
-            var m = -Float.infinity
-            for i in 0..<n where xr[i] > m { m = xr[i] }
-            if m == -.infinity { m = 0 }
-            var s: Float = 0
-            for i in 0..<n { let e = expf(xr[i] - m); yr[i] = e; s += e }
-            if log {
-                let ls = logf(s) + m
-                for i in 0..<n { yr[i] = xr[i] - ls }
-            } else {
-                let inv = 1 / s
-                for i in 0..<n { yr[i] *= inv }
-            }
-        }
+        if log { VectorOps.logSoftmaxRows(x, ldx: n, into: y, ldy: n, rows: rows, cols: n) }
+        else { VectorOps.softmaxRows(x, ldx: n, into: y, ldy: n, rows: rows, cols: n) }
     }
 
     /// softmax along `axis`.
