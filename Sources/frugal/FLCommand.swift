@@ -10,77 +10,59 @@ struct FL: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fl",
         abstract: "Federated learning on simulated devices (FedAvg, compression baselines, Caesar).",
-        subcommands: [Run.self])
+        subcommands: [Run.self, Compare.self])
 
-    struct Run: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Run a federated training simulation with a simulated clock and real traffic.",
-            discussion: """
-            Each selected device trains for real on its partition; traffic is the encoded bytes sent down and up;
-            the clock charges compute (the device profile) and transfers (bytes / bandwidth).
-            Example: frugal fl run --strategy fedavg --dataset fmnist --devices 100 --per-round 10 --rounds 20 --partition dirichlet:0.5
-            """)
-
-        @Option(help: "caesar, fedavg, topk, randk, qsgd, signsgd, stc") var strategy = "fedavg"
-        @Option(help: "mnist, fmnist (LeNet), cifar10 (LeNet on 3x32x32)") var dataset = "fmnist"
+    /// Options shared by `fl run` and `fl compare`: the data, devices, rounds and local training.
+    struct Setup: ParsableArguments {
+        @Option(help: "mnist, fmnist (LeNet), cifar10 (CifarCNN)") var dataset = "fmnist"
+        @Option(help: "lenet or cnn (default: lenet for (f)mnist, cnn for cifar10).") var model: String?
         @Option(help: "Number of devices.") var devices = 100
         @Option(name: .customLong("per-round"), help: "Devices selected per round.") var perRound = 10
         @Option(help: "Rounds.") var rounds = 20
         @Option(help: "iid, dirichlet:ALPHA, classes:K, shards:S") var partition = "dirichlet:0.5"
-        @Option(help: "Compression ratio (fraction kept) for topk/randk/stc.") var ratio = 0.1
-        @Option(help: "QSGD levels.") var levels = 16
+        @Option(name: .customLong("device-trace"), help: "Device profiles from a FedScale-style trace (CSV or JSON) instead of the catalogue mix.") var deviceTrace: String?
         @Option(name: .customLong("local-epochs"), help: "Local epochs per round (ignored with --local-steps).") var localEpochs = 1
-        @Option(name: .customLong("local-steps"), help: "Local steps per round (Caesar's batch sizes need this).") var localSteps: Int?
-        @Option(help: "Batch size.") var batch = 32
+        @Option(name: .customLong("local-steps"), help: "Local steps per round (batch-size planning needs this).") var localSteps: Int?
+        @Option(help: "Batch size (the largest planned batch with batch-size planning).") var batch = 32
         @Option(help: "Learning rate.") var lr: Float = 0.05
-        @Option(name: .customLong("theta-d-max"), help: "Caesar: largest share of the download sent as signs.") var thetaDMax = 0.9
-        @Option(name: .customLong("caesar-parts"), help: "Caesar parts on: any of download,upload,batch.") var caesarParts = "download,upload,batch"
+        @Option(help: "SGD momentum of local training.") var momentum: Float = 0
         @Option(name: .customLong("target-accuracy"), help: "Report traffic and simulated time to reach this test accuracy.") var targetAccuracy: Double?
         @Option(name: .customLong("eval-every"), help: "Evaluate every r rounds.") var evalEvery = 1
-        @Option(help: "Seed.") var seed: UInt64 = 0
+        @Option(name: .customLong("parallel-devices"), help: "Train 1 device at a time (2 kernel threads) or 2 at once (1 thread each).") var parallelDevices = 1
         @Option(help: "Data directory (default $FRUGAL_DATA or ~/.cache/frugal-data).") var data: String?
-        @Option(help: "Write per-round rows as JSON to this file.") var json: String?
+        @Option(name: .customLong("limit-train"), help: "Use only the first N training images (quick runs).") var limitTrain: Int?
 
         func validate() throws {
             guard devices > 0, perRound > 0, perRound <= devices else { throw ValidationError("--per-round must be between 1 and --devices") }
             guard rounds > 0, batch > 0, lr > 0 else { throw ValidationError("--rounds, --batch and --lr must be positive") }
-            guard ratio > 0, ratio <= 1 else { throw ValidationError("--ratio must be in (0, 1]") }
+            guard parallelDevices == 1 || parallelDevices == 2 else { throw ValidationError("--parallel-devices must be 1 or 2") }
         }
 
-        func run() throws {
+        func loadData() throws -> (ImageDataset, ImageDataset, Normalization) {
             let root = data ?? DataPaths.root
-            let (train, test, norm): (ImageDataset, ImageDataset, Normalization)
+            var (train, test, norm): (ImageDataset, ImageDataset, Normalization)
             switch dataset {
             case "mnist": (train, test, norm) = (try MNIST.load(dir: root + "/mnist", train: true), try MNIST.load(dir: root + "/mnist", train: false), MNIST.normalization)
             case "fmnist", "fashion-mnist": (train, test, norm) = (try FashionMNIST.load(dir: root + "/fashion-mnist", train: true), try FashionMNIST.load(dir: root + "/fashion-mnist", train: false), FashionMNIST.normalization)
             case "cifar10": (train, test, norm) = (try CIFAR10.load(dir: root + "/cifar-10-batches-bin", train: true), try CIFAR10.load(dir: root + "/cifar-10-batches-bin", train: false), CIFAR10.normalization)
             default: throw CLIError("unknown data set '\(dataset)': use mnist, fmnist or cifar10")
             }
-            let part = try makePartition(train)
-            let strat = try makeStrategy()
-            var cfg = SimulationConfig()
-            cfg.rounds = rounds; cfg.devicesPerRound = perRound; cfg.localEpochs = localEpochs; cfg.localSteps = localSteps
-            cfg.batchSize = batch; cfg.learningRate = lr; cfg.evalEvery = evalEvery; cfg.targetAccuracy = targetAccuracy; cfg.seed = seed
-            var rng = RNG(seed: seed)
-            let model = LeNet(inChannels: train.channels, classes: train.classes, imageSize: train.height, rng: &rng)
-            let sim = try FederatedSimulation(model: model, train: train, test: test, partition: part,
-                                              devices: DeviceCatalog.mix(count: devices, seed: seed), strategy: strat,
-                                              config: cfg, normalization: norm)
-            print("\(strat.name) on \(dataset): \(devices) devices, \(perRound) a round, partition \(partition), \(rounds) rounds")
-            printTable(["round", "accuracy", "traffic MB", "simulated s", "idle s"], [])
-            let result = try sim.run { r in
-                print([String(r.round), r.accuracy.map { fmt(100 * $0, 2) + "%" } ?? "-", fmt(Double(r.cumulativeTraffic) / 1e6, 2),
-                       fmt(r.simulatedSeconds), fmt(r.cumulativeIdleSeconds)].joined(separator: "  "))
-            }
-            if let t = targetAccuracy {
-                if let r = result.reached {
-                    print("target \(fmt(100 * t, 1))% reached at round \(r.round): \(fmt(Double(r.traffic) / 1e6, 2)) MB, \(fmt(r.simulatedSeconds)) s simulated")
-                } else { print("target \(fmt(100 * t, 1))% not reached") }
-            }
-            if let json { try writeJSON(result, to: json) }
+            if let n = limitTrain, n < train.count { train = try train.subset(Array(0 ..< max(n, 1))) }
+            return (train, test, norm)
         }
 
-        func makePartition(_ train: ImageDataset) throws -> ClientPartition {
+        func makeModel(_ train: ImageDataset, seed: UInt64) throws -> any Layer {
+            var rng = RNG(seed: seed)
+            switch model ?? (dataset == "cifar10" ? "cnn" : "lenet") {
+            case "lenet": return LeNet(inChannels: train.channels, classes: train.classes, imageSize: train.height, rng: &rng)
+            case "cnn":
+                guard train.height % 8 == 0 else { throw CLIError("--model cnn needs images whose size is a multiple of 8 (got \(train.height)); use lenet") }
+                return CifarCNN(inChannels: train.channels, classes: train.classes, imageSize: train.height, rng: &rng)
+            case let m: throw CLIError("unknown model '\(m)': use lenet or cnn")
+            }
+        }
+
+        func makePartition(_ train: ImageDataset, seed: UInt64) throws -> ClientPartition {
             let parts = partition.split(separator: ":").map(String.init)
             switch parts[0] {
             case "iid": return try FederatedPartition.iid(count: train.count, clients: devices, seed: seed)
@@ -97,24 +79,267 @@ struct FL: ParsableCommand {
             }
         }
 
-        func makeStrategy() throws -> any FederatedStrategy {
-            switch strategy {
-            case "fedavg": return FedAvgStrategy()
-            case "topk": return CompressedStrategy(codec: TopKCodec(ratio: ratio), seed: seed)
-            case "randk": return CompressedStrategy(codec: RandomKCodec(ratio: ratio), seed: seed)
-            case "qsgd": return CompressedStrategy(codec: QSGDCodec(levels: levels), seed: seed)
-            case "signsgd": return CompressedStrategy(codec: SignSGDCodec(), seed: seed)
-            case "stc": return CompressedStrategy(codec: STCCodec(ratio: ratio), seed: seed)
-            case "caesar":
-                let on = Set(caesarParts.split(separator: ",").map(String.init))
-                for p in on where !["download", "upload", "batch"].contains(p) { throw CLIError("unknown Caesar part '\(p)': use download, upload, batch") }
-                if on.contains("batch") && localSteps == nil { throw CLIError("Caesar's batch sizes need --local-steps N (with epochs the batch size does not change compute time)") }
-                return CaesarStrategy(download: on.contains("download"), upload: on.contains("upload"), batchSizes: on.contains("batch"),
-                                      downloadCompression: DownloadCompression(thetaMax: thetaDMax),
-                                      planner: BatchSizePlanner(minBatch: 8, maxBatch: max(batch, 8), batchStep: 8, localSteps: localSteps ?? 1),
-                                      seed: seed)
-            default: throw CLIError("unknown strategy '\(strategy)': use caesar, fedavg, topk, randk, qsgd, signsgd or stc")
-            }
+        func makeDevices(seed: UInt64) throws -> [DeviceProfile] {
+            guard let deviceTrace else { return DeviceCatalog.mix(count: devices, seed: seed) }
+            let all = try DeviceTrace.load(path: deviceTrace)
+            guard all.count >= devices else { throw CLIError("\(deviceTrace) describes \(all.count) devices, --devices asks for \(devices)") }
+            return Array(all.prefix(devices))
         }
+
+        func config(seed: UInt64) -> SimulationConfig {
+            var cfg = SimulationConfig()
+            cfg.rounds = rounds; cfg.devicesPerRound = perRound; cfg.localEpochs = localEpochs; cfg.localSteps = localSteps
+            cfg.batchSize = batch; cfg.learningRate = lr; cfg.momentum = momentum; cfg.evalEvery = evalEvery
+            cfg.targetAccuracy = targetAccuracy; cfg.seed = seed; cfg.parallelDevices = parallelDevices
+            return cfg
+        }
+
+        /// A simulation of `strategy` with everything derived from `seed`.
+        func simulation(_ strategy: any FederatedStrategy, seed: UInt64, data: (ImageDataset, ImageDataset, Normalization)) throws -> FederatedSimulation {
+            let (train, test, norm) = data
+            let replicas = parallelDevices == 2 ? [try makeModel(train, seed: seed)] : []
+            return try FederatedSimulation(model: try makeModel(train, seed: seed), train: train, test: test,
+                                           partition: try makePartition(train, seed: seed), devices: try makeDevices(seed: seed),
+                                           strategy: strategy, config: config(seed: seed), normalization: norm, replicas: replicas)
+        }
+    }
+
+    /// Strategy options and the parser of strategy specs (`topk:0.05`, `caesar:download,upload`, `qsgd:16+batch`).
+    struct StrategyOptions: ParsableArguments {
+        @Option(help: "Compression ratio (fraction kept) for topk/randk/stc without their own.") var ratio = 0.1
+        @Option(help: "QSGD levels for qsgd without its own.") var levels = 16
+        @Option(name: .customLong("theta-d-max"), help: "Caesar: largest share of the download sent as signs.") var thetaDMax = 0.9
+        @Option(name: .customLong("theta-u"), help: "Caesar: upload ratio range MIN,MAX.") var thetaU = "0.1,0.5"
+
+        func validate() throws {
+            guard ratio > 0, ratio <= 1 else { throw ValidationError("--ratio must be in (0, 1]") }
+            guard thetaDMax >= 0, thetaDMax <= 1 else { throw ValidationError("--theta-d-max must be in [0, 1]") }
+        }
+
+        static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R], caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas); append +batch to plan batch sizes for any baseline"
+
+        func make(_ spec: String, setup: Setup, seed: UInt64) throws -> any FederatedStrategy {
+            var base = spec
+            var planned = false
+            if base.hasSuffix("+batch") { planned = true; base = String(base.dropLast(6)) }
+            let parts = base.split(separator: ":", maxSplits: 1).map(String.init)
+            let name = parts.first ?? ""
+            let arg = parts.count > 1 ? parts[1] : nil
+            func fraction() throws -> Double {
+                guard let arg else { return ratio }
+                guard let r = Double(arg), r > 0, r <= 1 else { throw CLIError("strategy '\(spec)': ratio '\(arg)' must be in (0, 1]") }
+                return r
+            }
+            let planner = BatchSizePlanner(minBatch: 8, maxBatch: max(setup.batch, 8), batchStep: 8, localSteps: setup.localSteps ?? 1)
+            let strat: any FederatedStrategy
+            switch name {
+            case "fedavg": strat = FedAvgStrategy()
+            case "topk": strat = CompressedStrategy(codec: TopKCodec(ratio: try fraction()), seed: seed)
+            case "randk": strat = CompressedStrategy(codec: RandomKCodec(ratio: try fraction()), seed: seed)
+            case "qsgd":
+                let s = try arg.map { a -> Int in guard let v = Int(a), v >= 1 else { throw CLIError("strategy '\(spec)': levels '\(a)' must be a positive integer") }; return v } ?? levels
+                strat = CompressedStrategy(codec: QSGDCodec(levels: s), seed: seed)
+            case "signsgd": strat = CompressedStrategy(codec: SignSGDCodec(), seed: seed)
+            case "stc": strat = CompressedStrategy(codec: STCCodec(ratio: try fraction()), seed: seed)
+            case "caesar":
+                let on = Set((arg ?? "download,upload,batch").split(separator: ",").map(String.init))
+                for p in on where !["download", "upload", "batch"].contains(p) { throw CLIError("strategy '\(spec)': unknown Caesar part '\(p)': use download, upload, batch") }
+                if on.contains("batch") && setup.localSteps == nil { throw CLIError("Caesar's batch sizes need --local-steps N (with epochs the batch size does not change compute time); use caesar:download,upload otherwise") }
+                let u = thetaU.split(separator: ",").compactMap { Double($0) }
+                guard u.count == 2, u[0] > 0, u[0] <= u[1], u[1] <= 1 else { throw CLIError("--theta-u '\(thetaU)' must be MIN,MAX with 0 < MIN ≤ MAX ≤ 1") }
+                strat = CaesarStrategy(download: on.contains("download"), upload: on.contains("upload"), batchSizes: on.contains("batch"),
+                                       downloadCompression: DownloadCompression(thetaMax: thetaDMax),
+                                       uploadCompression: UploadCompression(thetaMin: u[0], thetaMax: u[1]),
+                                       planner: planner, seed: seed)
+            default: throw CLIError("unknown strategy '\(spec)': use \(Self.help)")
+            }
+            if planned {
+                guard setup.localSteps != nil else { throw CLIError("strategy '\(spec)': +batch needs --local-steps N") }
+                return PlannedBatchSizes(strat, planner: planner)
+            }
+            return strat
+        }
+    }
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a federated training simulation with a simulated clock and real traffic.",
+            discussion: """
+            Each selected device trains for real on its partition; traffic is the encoded bytes sent down and up;
+            the clock charges compute (the device profile) and transfers (bytes / bandwidth).
+            Example: frugal fl run --strategy fedavg --dataset fmnist --devices 100 --per-round 10 --rounds 20 --partition dirichlet:0.5
+            """)
+
+        @Option(help: ArgumentHelp(StrategyOptions.help)) var strategy = "fedavg"
+        @OptionGroup var setup: Setup
+        @OptionGroup var options: StrategyOptions
+        @Option(help: "Seed (data partition, device mix, selection, model initialisation).") var seed: UInt64 = 0
+        @Option(help: "Write the run state here (atomically) every --checkpoint-every rounds and at the end.") var checkpoint: String?
+        @Option(name: .customLong("checkpoint-every"), help: "Rounds between checkpoints.") var checkpointEvery = 10
+        @Option(help: "Continue the run saved in this checkpoint (same options; --rounds may be larger).") var resume: String?
+        @Option(help: "Write per-round rows as JSON to this file.") var json: String?
+
+        func run() throws {
+            let data = try setup.loadData()
+            let strat = try options.make(strategy, setup: setup, seed: seed)
+            let sim = try setup.simulation(strat, seed: seed, data: data)
+            if let resume {
+                try sim.resume(from: URL(fileURLWithPath: resume))
+                print("resumed \(resume) after round \(sim.round)")
+            }
+            print("\(strat.name) on \(setup.dataset): \(setup.devices) devices, \(setup.perRound) a round, partition \(setup.partition), \(setup.rounds) rounds, \(ModelVector.flatten(sim.model).count) parameters")
+            print("round  accuracy  traffic MB  simulated s  idle s  wall s (overhead)")
+            while sim.round < setup.rounds {
+                let r = try sim.runRound()
+                let w = sim.wallTimes.last
+                print([String(format: "%5d", r.round), r.accuracy.map { String(format: "%8.2f%%", 100 * $0) } ?? "       -",
+                       String(format: "%10.2f", Double(r.cumulativeTraffic) / 1e6), String(format: "%11.1f", r.simulatedSeconds),
+                       String(format: "%7.1f", r.cumulativeIdleSeconds),
+                       w.map { String(format: "%6.1f (%.1f%%)", $0.totalSeconds, 100 * $0.overheadShare) } ?? ""].joined(separator: "  "))
+                flushStdout()
+                if let checkpoint, r.round % checkpointEvery == 0 || r.round == setup.rounds {
+                    try sim.saveCheckpoint(to: URL(fileURLWithPath: checkpoint))
+                }
+            }
+            let result = sim.result
+            for line in sim.log { print("note: \(line)") }
+            if let t = setup.targetAccuracy {
+                if let r = result.reached {
+                    print("target \(fmt(100 * t, 1))% reached at round \(r.round): \(fmt(Double(r.traffic) / 1e6, 2)) MB, \(fmt(r.simulatedSeconds)) s simulated")
+                } else { print("target \(fmt(100 * t, 1))% not reached") }
+            }
+            if !result.wallTimes.isEmpty {
+                let shares = result.wallTimes.map(\.overheadShare).sorted()
+                print("runtime overhead (selection, codecs, aggregation, bookkeeping): median \(fmt(100 * shares[shares.count / 2], 2))% of a round's work")
+            }
+            if let json { try writeJSON(result, to: json) }
+        }
+    }
+
+    struct Compare: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run several strategies on the same seeds; write a table, JSON and SVG plots.",
+            discussion: """
+            Every strategy runs with the same data partition, device mix, selection and model initialisation for each seed.
+            Example: frugal fl compare --strategies fedavg,topk:0.1,stc:0.1,caesar --dataset fmnist --rounds 30 --local-steps 20 --target-accuracy 0.8 --out runs/fl-compare
+            """)
+
+        @Option(help: ArgumentHelp("Strategy specs separated by spaces or semicolons: " + StrategyOptions.help)) var strategies = "fedavg;topk;caesar:download,upload"
+        @OptionGroup var setup: Setup
+        @OptionGroup var options: StrategyOptions
+        @Option(help: "Seeds, comma-separated.") var seeds = "0"
+        @Option(help: "Output folder for compare.json, accuracy-vs-traffic.svg and accuracy-vs-time.svg.") var out = "runs/fl-compare"
+
+        func run() throws {
+            let specs = strategies.split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init)
+            let seedList = try seeds.split(separator: ",").map { s -> UInt64 in
+                guard let v = UInt64(s.trimmingCharacters(in: .whitespaces)) else { throw CLIError("--seeds: '\(s)' is not a seed") }
+                return v
+            }
+            guard !specs.isEmpty, !seedList.isEmpty else { throw CLIError("--strategies and --seeds must not be empty") }
+            for spec in specs { _ = try options.make(spec, setup: setup, seed: 0) }  // fail fast on a bad spec
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let data = try setup.loadData()
+            var results: [String: [SimulationResult]] = [:]
+            for seed in seedList {
+                for spec in specs {
+                    let sim = try setup.simulation(try options.make(spec, setup: setup, seed: seed), seed: seed, data: data)
+                    print("[\(spec) seed \(seed)] ", terminator: "")
+                    let r = try sim.run { row in
+                        if row.round % max(1, setup.rounds / 10) == 0 || row.round == setup.rounds {
+                            print("r\(row.round) \(row.accuracy.map { fmt(100 * $0, 1) + "%" } ?? "-") ", terminator: "")
+                            flushStdout()
+                        }
+                    }
+                    print("")
+                    results[spec, default: []].append(r)
+                    try writeJSON(results, to: out + "/compare.json")
+                }
+            }
+            let summary = CompareSummary(specs: specs, results: results, target: setup.targetAccuracy)
+            printTable(summary.header, summary.rows)
+            try writeJSON(summary.json, to: out + "/summary.json")
+            try summary.plot(x: \.cumulativeTraffic, scale: 1e-6, xLabel: "cumulative traffic (MB, down + up)",
+                             title: "Accuracy vs traffic (\(setup.dataset), seed \(seedList[0]))").write(to: out + "/accuracy-vs-traffic.svg")
+            try summary.plot(x: \.simulatedSeconds, scale: 1, xLabel: "simulated time (s)",
+                             title: "Accuracy vs simulated time (\(setup.dataset), seed \(seedList[0]))").write(to: out + "/accuracy-vs-time.svg")
+            print("wrote \(out)/compare.json, summary.json, accuracy-vs-traffic.svg, accuracy-vs-time.svg")
+        }
+    }
+}
+
+/// Per-strategy medians over seeds: final accuracy, traffic and time to target, idle time.
+struct CompareSummary {
+    let specs: [String]
+    let results: [String: [SimulationResult]]
+    let target: Double?
+
+    static func median(_ xs: [Double]) -> Double? {
+        guard !xs.isEmpty else { return nil }
+        let s = xs.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    struct Row: Codable {
+        var strategy: String
+        var seeds: Int
+        var finalAccuracy: Double?
+        var reachedTarget: Int
+        var trafficToTargetMB: Double?
+        var timeToTargetSeconds: Double?
+        var totalTrafficMB: Double?
+        var idleSeconds: Double?
+        var trafficVsBestBaseline: Double?
+    }
+
+    var table: [Row] {
+        var rows: [Row] = specs.map { spec in
+            let rs = results[spec] ?? []
+            let reached = rs.compactMap(\.reached)
+            return Row(strategy: spec, seeds: rs.count, finalAccuracy: Self.median(rs.compactMap(\.finalAccuracy)),
+                       reachedTarget: reached.count,
+                       trafficToTargetMB: reached.count == rs.count ? Self.median(reached.map { Double($0.traffic) / 1e6 }) : nil,
+                       timeToTargetSeconds: reached.count == rs.count ? Self.median(reached.map(\.simulatedSeconds)) : nil,
+                       totalTrafficMB: Self.median(rs.compactMap { $0.rows.last.map { Double($0.cumulativeTraffic) / 1e6 } }),
+                       idleSeconds: Self.median(rs.compactMap { $0.rows.last?.cumulativeIdleSeconds }))
+        }
+        // Traffic to target relative to the cheapest non-Caesar, non-FedAvg strategy that reached it.
+        let baselines = rows.filter { !$0.strategy.hasPrefix("caesar") && !$0.strategy.hasPrefix("fedavg") }.compactMap(\.trafficToTargetMB)
+        if let best = baselines.min() {
+            for i in rows.indices { rows[i].trafficVsBestBaseline = rows[i].trafficToTargetMB.map { $0 / best } }
+        }
+        return rows
+    }
+
+    var header: [String] {
+        ["strategy", "seeds", "final acc", "reached", "MB to \(target.map { fmt(100 * $0, 0) + "%" } ?? "target")", "s to target", "total MB", "idle s", "vs best baseline"]
+    }
+
+    var rows: [[String]] {
+        table.map { r in
+            [r.strategy, String(r.seeds), r.finalAccuracy.map { fmt(100 * $0, 2) + "%" } ?? "-", "\(r.reachedTarget)/\(r.seeds)",
+             r.trafficToTargetMB.map { fmt($0, 1) } ?? "-", r.timeToTargetSeconds.map { fmt($0, 0) } ?? "-",
+             r.totalTrafficMB.map { fmt($0, 1) } ?? "-", r.idleSeconds.map { fmt($0, 0) } ?? "-",
+             r.trafficVsBestBaseline.map { fmt(100 * ($0 - 1), 1) + "%" } ?? "-"]
+        }
+    }
+
+    var json: [String: [Row]] { ["strategies": table] }
+
+    func plot(x: KeyPath<RoundRecord, Int>, scale: Double, xLabel: String, title: String) -> SVGPlot {
+        plotSeries(xLabel: xLabel, title: title) { Double($0[keyPath: x]) * scale }
+    }
+
+    func plot(x: KeyPath<RoundRecord, Double>, scale: Double, xLabel: String, title: String) -> SVGPlot {
+        plotSeries(xLabel: xLabel, title: title) { $0[keyPath: x] * scale }
+    }
+
+    private func plotSeries(xLabel: String, title: String, _ xOf: (RoundRecord) -> Double) -> SVGPlot {
+        var p = SVGPlot(title: title, xLabel: xLabel, yLabel: "test accuracy (%)")
+        for spec in specs {
+            guard let r = results[spec]?.first else { continue }
+            p.series.append(.init(name: spec, points: r.rows.compactMap { row in row.accuracy.map { (xOf(row), 100 * $0) } }))
+        }
+        return p
     }
 }

@@ -4,6 +4,7 @@ import FrugalCore
 import FrugalNN
 import FrugalData
 import FrugalModels
+import FrugalFederated
 
 struct Quickstart: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,8 +40,42 @@ struct Quickstart: ParsableCommand {
             print("[core] SGEMM 512³: \(fmt(g.gflops)) GFLOP/s (pure Swift, \(Kernels.threads) threads)")
             results["sgemm_512_gflops"] = g.gflops
         }
+        // 3. Federated: FedAvg and Caesar on the same generated images split over simulated devices.
+        try federatedTour(train: train, test: test, quick: quick, results: &results)
+
         print("\nNext: `frugal train --dataset mnist` on real data (see README), `frugal bench gemm`, `frugal bench train`.")
         if let json { try writeJSON(results, to: json) }
+    }
+}
+
+extension Quickstart {
+    /// A few rounds of FedAvg and Caesar on the same devices, partition and seed; traffic side by side.
+    func federatedTour(train: ImageDataset, test: ImageDataset, quick: Bool, results: inout [String: Double]) throws {
+        let devices = 10, perRound = 5, rounds = quick ? 4 : 8
+        print("\n[federated] \(devices) simulated devices (Jetson and phone profiles), \(perRound) a round, Dirichlet 1.0 split, \(rounds) rounds")
+        var cfg = SimulationConfig()
+        cfg.rounds = rounds; cfg.devicesPerRound = perRound; cfg.localSteps = 8; cfg.batchSize = 32
+        cfg.learningRate = 0.1; cfg.seed = seed
+        let part = try FederatedPartition.dirichlet(labels: train.labels, classes: train.classes, clients: devices, alpha: 1.0, seed: seed)
+        let norm = Normalization(mean: [0.5], std: [0.5])
+        var rows: [[String]] = []
+        for (name, strategy) in [("fedavg", FedAvgStrategy() as any FederatedStrategy),
+                                 ("caesar", CaesarStrategy(planner: BatchSizePlanner(minBatch: 8, maxBatch: 32, batchStep: 8, localSteps: 8), seed: seed))] {
+            var rng = RNG(seed: seed)
+            let sim = try FederatedSimulation(model: LeNet(rng: &rng), train: train, test: test, partition: part,
+                                              devices: DeviceCatalog.mix(count: devices, seed: seed), strategy: strategy,
+                                              config: cfg, normalization: norm)
+            let r = try sim.run { row in
+                print("[federated] \(name) round \(row.round): accuracy \(fmt(100 * (row.accuracy ?? 0), 1))%, traffic \(fmt(Double(row.cumulativeTraffic) / 1e6, 2)) MB, simulated \(fmt(row.simulatedSeconds, 1)) s, idle \(fmt(row.cumulativeIdleSeconds, 1)) s")
+                flushStdout()
+            }
+            let last = r.rows.last!
+            rows.append([name, fmt(100 * (r.finalAccuracy ?? 0), 1) + "%", fmt(Double(last.cumulativeBytesDown) / 1e6, 2),
+                         fmt(Double(last.cumulativeBytesUp) / 1e6, 2), fmt(last.simulatedSeconds, 1), fmt(last.cumulativeIdleSeconds, 1)])
+            results["fl_\(name)_accuracy"] = r.finalAccuracy ?? 0
+            results["fl_\(name)_traffic_bytes"] = Double(last.cumulativeTraffic)
+        }
+        printTable(["strategy", "accuracy", "down MB", "up MB", "simulated s", "idle s"], rows)
     }
 }
 

@@ -269,3 +269,58 @@ final class Recording: FederatedStrategy {
         for d in mix { try d.validate("mix") }
     }
 }
+
+@Suite struct FederatedCheckpointTests {
+    func strategies() -> [() -> any FederatedStrategy] {
+        [{ FedAvgStrategy() },
+         { CompressedStrategy(codec: TopKCodec(ratio: 0.2), seed: 3) },
+         { CaesarStrategy(batchSizes: false, seed: 3) }]
+    }
+
+    @Test func resumedRunEqualsUninterrupted() throws {
+        for make in strategies() {
+            let full = try makeSim(strategy: make(), cfg: config(rounds: 4, perRound: 3))
+            let a = try full.run()
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("fl-ckpt-\(UUID().uuidString).safetensors")
+            defer { try? FileManager.default.removeItem(at: url) }
+            let first = try makeSim(strategy: make(), cfg: config(rounds: 2, perRound: 3))
+            _ = try first.run()
+            try first.saveCheckpoint(to: url)
+            let second = try makeSim(strategy: make(), cfg: config(rounds: 4, perRound: 3))
+            try second.resume(from: url)
+            #expect(second.round == 2)
+            let b = try second.run()
+            #expect(b.rows == a.rows, "strategy \(a.strategy)")
+            #expect(second.global == full.global, "strategy \(a.strategy)")
+        }
+    }
+
+    @Test func resumeRejectsOtherStrategyAndGarbage() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("fl-ckpt-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let first = try makeSim(strategy: FedAvgStrategy(), cfg: config(rounds: 1))
+        _ = try first.run()
+        try first.saveCheckpoint(to: url)
+        let other = try makeSim(strategy: CompressedStrategy(codec: TopKCodec(ratio: 0.2)), cfg: config(rounds: 2))
+        #expect(throws: FederatedError.self) { try other.resume(from: url) }
+        var cfg = config(rounds: 2); cfg.learningRate = 0.1
+        let changed = try makeSim(strategy: FedAvgStrategy(), cfg: cfg)
+        #expect(throws: FederatedError.self) { try changed.resume(from: url) }
+        try Data("not a checkpoint".utf8).write(to: url)
+        #expect(throws: (any Error).self) { try makeSim(strategy: FedAvgStrategy()).resume(from: url) }
+    }
+
+    @Test func twoDevicesAtOnceGiveTheSameRows() throws {
+        var cfg = config(rounds: 3, perRound: 4)
+        let seq = try makeSim(strategy: FedAvgStrategy(), cfg: cfg).run()
+        cfg.parallelDevices = 2
+        let train = try stripes(count: 120, seed: 1), test = try stripes(count: 40, seed: 2)
+        let devices = uniformDevices(6)
+        let part = try FederatedPartition.iid(count: train.count, clients: devices.count, seed: 7)
+        let par = try FederatedSimulation(model: try zeroedModel(), train: train, test: test, partition: part, devices: devices,
+                                          strategy: FedAvgStrategy(), config: cfg, replicas: [try zeroedModel()]).run()
+        #expect(par.rows == seq.rows)
+        #expect(par.wallTimes.count == 3)
+        #expect(par.wallTimes.allSatisfy { $0.trainingSeconds <= $0.totalSeconds })
+    }
+}

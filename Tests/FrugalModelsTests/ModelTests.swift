@@ -15,6 +15,17 @@ import FrugalData
         #expect(cifar(Tensor.zeros([1, 3, 32, 32])).shape == [1, 10])
     }
 
+    @Test func cifarCNNShapesAndParameterCount() {
+        var rng = RNG(seed: 0)
+        let net = CifarCNN(rng: &rng)
+        #expect(net(Tensor.zeros([2, 3, 32, 32])).shape == [2, 10])
+        let convs = (3 * 9 * 32 + 32) + (32 * 9 * 32 + 32) + (32 * 9 * 64 + 64) + (64 * 9 * 64 + 64) + (64 * 9 * 128 + 128)
+        #expect(net.parameterCount == convs + (128 * 16 * 128 + 128) + (128 * 10 + 10))
+        #expect(net.namedParameters().first?.0 == "conv1.weight")
+        let small = CifarCNN(inChannels: 1, imageSize: 16, width: 8, rng: &rng)
+        #expect(small(Tensor.zeros([1, 1, 16, 16])).shape == [1, 10])
+    }
+
     @Test func batchNormRunningStatistics() {
         let bn = BatchNorm2d(2)
         let x = Tensor([1, 2, 3, 4, 10, 20, 30, 40], shape: [1, 2, 2, 2])

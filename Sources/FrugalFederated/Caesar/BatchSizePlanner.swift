@@ -135,3 +135,71 @@ public struct BatchSizePlanner: Sendable {
                          roundTime: roundTime, deadline: deadline)
     }
 }
+
+/// Caesar's batch-size part applied to any other strategy (for the comparison "with and without
+/// the batch-size part applied to the baselines too"): everything is delegated to `inner` except
+/// the batch sizes, which `planner` fits to the devices' time models. Upload sizes are predicted
+/// from the last upload each device (or, before that, any device) actually sent; dense before any.
+public final class PlannedBatchSizes: FederatedStrategy {
+    public let inner: any FederatedStrategy
+    public var planner: BatchSizePlanner
+    public var name: String { inner.name + "+batch" }
+    var lastUpload: [Int: Int] = [:]
+    var anyUpload: Int?
+    /// The last batch plan.
+    public internal(set) var lastPlan: BatchPlan?
+
+    public init(_ inner: any FederatedStrategy, planner: BatchSizePlanner) {
+        self.inner = inner
+        self.planner = planner
+    }
+
+    public func prepare(_ context: RoundContext, layout: TensorLayout) throws { try inner.prepare(context, layout: layout) }
+    public func encodeDownload(global: [Float], device: Int, staleness: Int?, round: Int, layout: TensorLayout) throws -> [UInt8] {
+        try inner.encodeDownload(global: global, device: device, staleness: staleness, round: round, layout: layout)
+    }
+    public func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        try inner.decodeDownload(bytes, device: device, layout: layout)
+    }
+    public func batchSizes(_ context: RoundContext, bytesDown: [Int], defaultBatch: Int, localSteps: Int?,
+                           layout: TensorLayout) throws -> [Int] {
+        guard let steps = localSteps else {
+            throw FederatedError("batch-size planning needs a fixed number of local steps (localSteps), not epochs")
+        }
+        var p = planner
+        p.localSteps = steps
+        let dense = 4 * layout.count
+        let up = context.devices.map { lastUpload[$0] ?? anyUpload ?? dense }
+        let plan = try p.plan(profiles: context.profiles.map(\.timeProfile), bytesDown: bytesDown, bytesUp: up)
+        lastPlan = plan
+        return plan.batchSizes
+    }
+    public func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8] {
+        let b = try inner.encodeUpload(update, device: device, layout: layout)
+        lastUpload[device] = b.count
+        anyUpload = b.count
+        return b
+    }
+    public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
+        try inner.decodeUpload(bytes, device: device, layout: layout)
+    }
+    public func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float] {
+        inner.aggregate(global: global, updates: updates, weights: weights)
+    }
+    public func saveState() -> StrategyState {
+        var s = inner.saveState()
+        for (d, b) in lastUpload { s.integers["batch.lastUpload.\(d)"] = UInt64(b) }
+        if let a = anyUpload { s.integers["batch.anyUpload"] = UInt64(a) }
+        return s
+    }
+    public func restoreState(_ state: StrategyState, layout: TensorLayout) throws {
+        var inner_ = state
+        lastUpload = [:]
+        anyUpload = state.integers["batch.anyUpload"].map(Int.init)
+        for (k, v) in state.integers where k.hasPrefix("batch.") {
+            inner_.integers[k] = nil
+            if k.hasPrefix("batch.lastUpload."), let d = Int(k.dropFirst(17)) { lastUpload[d] = Int(v) }
+        }
+        try inner.restoreState(inner_, layout: layout)
+    }
+}

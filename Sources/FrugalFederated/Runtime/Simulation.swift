@@ -1,4 +1,5 @@
 import Foundation
+import FrugalCore
 import FrugalNN
 import FrugalData
 import FrugalModels
@@ -24,6 +25,9 @@ public struct SimulationConfig: Sendable, Codable, Equatable {
     public var targetAccuracy: Double? = nil
     /// Seed of device availability, selection and local data order.
     public var seed: UInt64 = 0
+    /// Devices trained at once: 1 (one after another, kernels on all threads) or 2 (two at a time,
+    /// one kernel thread each; needs a model replica). Results are identical either way.
+    public var parallelDevices = 1
     public init() {}
 }
 
@@ -79,6 +83,22 @@ public struct RoundRecord: Sendable, Codable, Equatable {
     public var devices: [DeviceRoundRecord]
 }
 
+/// Wall-clock split of one round on this machine: local training versus the runtime's own work
+/// (selection, codecs, aggregation, bookkeeping) and evaluation. Not part of the simulated result.
+public struct RoundWallTime: Sendable, Codable, Equatable {
+    public var round: Int
+    public var totalSeconds: Double
+    public var trainingSeconds: Double
+    public var evaluationSeconds: Double
+    /// total − training − evaluation.
+    public var overheadSeconds: Double { totalSeconds - trainingSeconds - evaluationSeconds }
+    /// overhead / (total − evaluation): the runtime's share of a round's work.
+    public var overheadShare: Double {
+        let work = totalSeconds - evaluationSeconds
+        return work > 0 ? overheadSeconds / work : 0
+    }
+}
+
 /// When the target accuracy was first reached.
 public struct TargetReached: Sendable, Codable, Equatable {
     public var round: Int
@@ -95,6 +115,14 @@ public struct SimulationResult: Sendable, Codable, Equatable {
     public var reached: TargetReached?
     /// The last evaluated accuracy.
     public var finalAccuracy: Double?
+    /// Wall-clock split per round of this process (empty for rounds restored from a checkpoint).
+    public var wallTimes: [RoundWallTime] = []
+
+    /// Equal simulated results: everything but the machine's wall-clock times.
+    public static func == (a: SimulationResult, b: SimulationResult) -> Bool {
+        a.strategy == b.strategy && a.rows == b.rows && a.targetAccuracy == b.targetAccuracy && a.reached == b.reached
+            && a.finalAccuracy == b.finalAccuracy
+    }
 }
 
 /// A synchronous federated-learning simulation: real local training of `model` on each selected
@@ -110,7 +138,7 @@ public final class FederatedSimulation {
     public let model: any Layer
     public let layout: TensorLayout
     /// The global model (flat trainable parameters).
-    public private(set) var global: [Float]
+    public internal(set) var global: [Float]
     public let devices: [DeviceProfile]
     public let clientData: [ImageDataset]
     public let test: ImageDataset
@@ -118,11 +146,15 @@ public final class FederatedSimulation {
     public let strategy: any FederatedStrategy
     public let config: SimulationConfig
     /// Rounds done so far.
-    public private(set) var round = 0
-    public private(set) var rows: [RoundRecord] = []
+    public internal(set) var round = 0
+    public internal(set) var rows: [RoundRecord] = []
     /// Log lines (rejected updates, rounds without devices).
-    public private(set) var log: [String] = []
-    public private(set) var reached: TargetReached?
+    public internal(set) var log: [String] = []
+    public internal(set) var reached: TargetReached?
+    /// Wall-clock split of the rounds this process ran.
+    public internal(set) var wallTimes: [RoundWallTime] = []
+    /// Extra copies of `model` (same architecture) for training devices in parallel.
+    public let replicas: [any Layer]
     /// Test hook: may alter a device's update before it is checked and encoded.
     public var faultInjection: ((_ round: Int, _ device: Int, _ update: inout [Float]) -> Void)?
 
@@ -136,7 +168,7 @@ public final class FederatedSimulation {
     /// Checks the configuration and splits `train` by `partition` (one client per device).
     public init(model: any Layer, train: ImageDataset, test: ImageDataset, partition: ClientPartition,
                 devices: [DeviceProfile], strategy: any FederatedStrategy, config: SimulationConfig,
-                normalization: Normalization? = nil) throws {
+                normalization: Normalization? = nil, replicas: [any Layer] = []) throws {
         guard !devices.isEmpty else { throw FederatedError("no devices") }
         guard partition.clients.count == devices.count else {
             throw FederatedError("partition '\(partition.method)' has \(partition.clients.count) clients but there are \(devices.count) devices")
@@ -162,6 +194,12 @@ public final class FederatedSimulation {
         guard config.localEpochs >= 1 else { throw FederatedError("localEpochs \(config.localEpochs) must be ≥ 1") }
         if let s = config.localSteps, s < 1 { throw FederatedError("localSteps \(s) must be ≥ 1") }
         guard config.batchSize >= 1 else { throw FederatedError("batchSize \(config.batchSize) must be ≥ 1") }
+        guard config.parallelDevices == 1 || config.parallelDevices == 2 else {
+            throw FederatedError("parallelDevices \(config.parallelDevices) must be 1 or 2")
+        }
+        guard config.parallelDevices == 1 || !replicas.isEmpty else {
+            throw FederatedError("parallelDevices 2 needs a replica of the model")
+        }
         guard config.evalEvery >= 1 else { throw FederatedError("evalEvery \(config.evalEvery) must be ≥ 1") }
         guard config.learningRate.isFinite && config.learningRate > 0 else {
             throw FederatedError("learning rate \(config.learningRate) must be finite and > 0")
@@ -172,6 +210,13 @@ public final class FederatedSimulation {
         }
         self.model = model
         self.layout = try ModelVector.layout(of: model)
+        for (i, r) in replicas.enumerated() {
+            let l = try ModelVector.layout(of: r)
+            guard l.count == layout.count else {
+                throw FederatedError("replica \(i) has \(l.count) parameters, the model has \(layout.count)")
+            }
+        }
+        self.replicas = replicas
         self.global = ModelVector.flatten(model)
         self.devices = devices
         self.clientData = try partition.datasets(train)
@@ -203,7 +248,7 @@ public final class FederatedSimulation {
     }
 
     /// Local training from `start`; returns the update, the samples processed and the mean loss.
-    func train(device d: Int, from start: [Float], batch: Int) throws -> (update: [Float], samples: Int, loss: Double) {
+    func train(device d: Int, from start: [Float], batch: Int, on model: any Layer) throws -> (update: [Float], samples: Int, loss: Double) {
         try ModelVector.load(start, into: model, layout: layout)
         let data = clientData[d]
         let loaderSeed = config.seed &+ UInt64(round) &* 1_000_003 &+ UInt64(d) &* 7919
@@ -245,6 +290,7 @@ public final class FederatedSimulation {
     /// Runs one round and returns its row.
     @discardableResult
     public func runRound() throws -> RoundRecord {
+        let wallStart = DispatchTime.now().uptimeNanoseconds
         round += 1
         let t = round
         let selected = select()
@@ -266,10 +312,13 @@ public final class FederatedSimulation {
         guard batches.count == selected.count, batches.allSatisfy({ $0 >= 1 }) else {
             throw FederatedError("strategy \(strategy.name) planned batch sizes \(batches) for \(selected.count) devices")
         }
+        let trainStart = DispatchTime.now().uptimeNanoseconds
+        let trained = try trainAll(selected, starts: starts, batches: batches)
+        let trainSeconds = Double(DispatchTime.now().uptimeNanoseconds - trainStart) / 1e9
         var recs: [DeviceRoundRecord] = []
         var updates: [[Float]] = [], weights: [Double] = []
         for (j, d) in selected.enumerated() {
-            var (update, samples, loss) = try train(device: d, from: starts[j], batch: batches[j])
+            var (update, samples, loss) = trained[j]
             faultInjection?(t, d, &update)
             var rejection: String? = nil
             var upBytes = 0
@@ -317,11 +366,13 @@ public final class FederatedSimulation {
         clock += roundTime
         cumIdle += idle
         var accuracy: Double? = nil, testLoss: Double? = nil
+        let evalStart = DispatchTime.now().uptimeNanoseconds
         if t % config.evalEvery == 0 || t == config.rounds {
             let ev = try evaluateGlobal()
             accuracy = ev.accuracy
             testLoss = ev.loss
         }
+        let evalSeconds = Double(DispatchTime.now().uptimeNanoseconds - evalStart) / 1e9
         let synced = staleness.compactMap { $0 }
         let row = RoundRecord(round: t, participants: selected.count, accepted: updates.count, accuracy: accuracy,
                               testLoss: testLoss, bytesDown: bytesDown, bytesUp: bytesUp, cumulativeBytesDown: cumDown,
@@ -330,6 +381,8 @@ public final class FederatedSimulation {
                               meanStaleness: synced.isEmpty ? nil : Double(synced.reduce(0, +)) / Double(synced.count),
                               devices: recs)
         rows.append(row)
+        wallTimes.append(RoundWallTime(round: t, totalSeconds: Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e9,
+                                       trainingSeconds: trainSeconds, evaluationSeconds: evalSeconds))
         if reached == nil, let target = config.targetAccuracy, let a = accuracy, a >= target {
             reached = TargetReached(round: t, accuracy: a, traffic: cumDown + cumUp, simulatedSeconds: clock)
         }
@@ -345,6 +398,53 @@ public final class FederatedSimulation {
     /// The rows so far and the target bookkeeping.
     public var result: SimulationResult {
         SimulationResult(strategy: strategy.name, rows: rows, targetAccuracy: config.targetAccuracy, reached: reached,
-                         finalAccuracy: rows.last(where: { $0.accuracy != nil })?.accuracy)
+                         finalAccuracy: rows.last(where: { $0.accuracy != nil })?.accuracy, wallTimes: wallTimes)
+    }
+
+    /// Local training of every selected device: one after another on all kernel threads, or two
+    /// at a time (the model and its replica) with one kernel thread each.
+    func trainAll(_ selected: [Int], starts: [[Float]], batches: [Int]) throws -> [(update: [Float], samples: Int, loss: Double)] {
+        if config.parallelDevices == 1 || selected.count < 2 {
+            return try selected.indices.map { j in try train(device: selected[j], from: starts[j], batch: batches[j], on: model) }
+        }
+        let box = ParallelTraining(count: selected.count, workers: [model, replicas[0]]) { j, m in
+            try self.train(device: selected[j], from: starts[j], batch: batches[j], on: m)
+        }
+        let saved = Kernels.threads
+        Kernels.setThreads(1)
+        defer { Kernels.setThreads(saved) }
+        DispatchQueue.concurrentPerform(iterations: 2) { w in box.work(worker: w) }
+        return try box.results()
+    }
+}
+
+/// Two workers training devices j = w, w + 2, ... each on its own model. `@unchecked Sendable`:
+/// the devices share nothing mutable (data sets are read-only; loaders and optimisers are per
+/// call; each worker owns its model), each slot is written by one worker and read only after
+/// `concurrentPerform` has returned, and the error slot is locked.
+final class ParallelTraining: @unchecked Sendable {
+    typealias Trained = (update: [Float], samples: Int, loss: Double)
+    var slots: [Trained?]
+    var error: Error?
+    let lock = NSLock()
+    let workers: [any Layer]
+    let body: (Int, any Layer) throws -> Trained
+    init(count: Int, workers: [any Layer], body: @escaping (Int, any Layer) throws -> Trained) {
+        slots = Array(repeating: nil, count: count)
+        self.workers = workers
+        self.body = body
+    }
+    func work(worker w: Int) {
+        var j = w
+        while j < slots.count {
+            do { set(j, try body(j, workers[w])) } catch { fail(error) }
+            j += workers.count
+        }
+    }
+    func set(_ j: Int, _ r: (update: [Float], samples: Int, loss: Double)) { lock.lock(); slots[j] = r; lock.unlock() }
+    func fail(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
+    func results() throws -> [(update: [Float], samples: Int, loss: Double)] {
+        if let error { throw error }
+        return slots.map { $0! }
     }
 }

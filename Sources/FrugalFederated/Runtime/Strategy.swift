@@ -39,6 +39,64 @@ public protocol FederatedStrategy: AnyObject {
     func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float]
     /// Server: the new global model from the accepted updates and their weights.
     func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float]
+    /// Everything the strategy carries from round to round (device copies, error-feedback
+    /// residuals, codec RNGs), for checkpoints.
+    func saveState() -> StrategyState
+    /// Restores what `saveState` returned; throws when it does not fit this strategy or layout.
+    func restoreState(_ state: StrategyState, layout: TensorLayout) throws
+}
+
+/// A strategy's round-to-round state: named float arrays (device copies, residuals) and
+/// named integers (RNG states, counters). Checkpoints store the arrays as tensors.
+public struct StrategyState: Sendable, Equatable {
+    public var arrays: [String: [Float]] = [:]
+    public var integers: [String: UInt64] = [:]
+    public init(arrays: [String: [Float]] = [:], integers: [String: UInt64] = [:]) {
+        self.arrays = arrays
+        self.integers = integers
+    }
+
+    /// Stores per-device codec states under `prefix.<device>`.
+    mutating func put(_ states: [Int: CodecState], prefix: String) {
+        for (d, s) in states {
+            if !s.residual.isEmpty { arrays["\(prefix).\(d).residual"] = s.residual }
+            integers["\(prefix).\(d).rng"] = s.rng.state
+            integers["\(prefix).\(d).rounds"] = UInt64(s.rounds)
+        }
+    }
+
+    /// Reads per-device codec states stored by `put`.
+    func codecStates(prefix: String, layout: TensorLayout) throws -> [Int: CodecState] {
+        var out: [Int: CodecState] = [:]
+        for (key, v) in integers where key.hasPrefix(prefix + ".") && key.hasSuffix(".rng") {
+            let mid = key.dropFirst(prefix.count + 1).dropLast(4)
+            guard let d = Int(mid) else { throw FederatedError("strategy state: bad key '\(key)'") }
+            var s = CodecState(seed: 0)
+            s.rng.state = v
+            s.rounds = Int(integers["\(prefix).\(d).rounds"] ?? 0)
+            if let r = arrays["\(prefix).\(d).residual"] {
+                guard r.count == layout.count else {
+                    throw FederatedError("strategy state: residual of device \(d) has \(r.count) entries, the model has \(layout.count)")
+                }
+                s.residual = r
+            }
+            out[d] = s
+        }
+        return out
+    }
+
+    /// Reads device copies stored under `copy.<device>`.
+    func copies(layout: TensorLayout) throws -> [Int: [Float]] {
+        var out: [Int: [Float]] = [:]
+        for (key, v) in arrays where key.hasPrefix("copy.") {
+            guard let d = Int(key.dropFirst(5)) else { throw FederatedError("strategy state: bad key '\(key)'") }
+            guard v.count == layout.count else {
+                throw FederatedError("strategy state: copy of device \(d) has \(v.count) entries, the model has \(layout.count)")
+            }
+            out[d] = v
+        }
+        return out
+    }
 }
 
 extension FederatedStrategy {
@@ -53,6 +111,9 @@ extension FederatedStrategy {
     public func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float] {
         weightedAverageStep(global: global, updates: updates, weights: weights)
     }
+
+    public func saveState() -> StrategyState { StrategyState() }
+    public func restoreState(_ state: StrategyState, layout: TensorLayout) throws {}
 }
 
 /// w + Σ_i (weights_i / Σ weights) · updates_i (w itself when there is nothing to add).
@@ -77,6 +138,17 @@ public class DeviceCopies {
     /// The model copy each device holds after its last download (the server's mirror).
     public internal(set) var copies: [Int: [Float]] = [:]
     public init() {}
+
+    /// The device copies as `copy.<device>` arrays.
+    public func saveState() -> StrategyState {
+        var s = StrategyState()
+        for (d, c) in copies { s.arrays["copy.\(d)"] = c }
+        return s
+    }
+
+    public func restoreState(_ state: StrategyState, layout: TensorLayout) throws {
+        copies = try state.copies(layout: layout)
+    }
 }
 
 /// FedAvg: dense float32 downloads and uploads, sample-weighted averaging.
@@ -133,6 +205,17 @@ public final class CompressedStrategy: DeviceCopies, FederatedStrategy {
     }
     public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
         try codec.decode(bytes, layout: layout)
+    }
+
+    public override func saveState() -> StrategyState {
+        var s = super.saveState()
+        s.put(uploadStates, prefix: "up")
+        return s
+    }
+
+    public override func restoreState(_ state: StrategyState, layout: TensorLayout) throws {
+        try super.restoreState(state, layout: layout)
+        uploadStates = try state.codecStates(prefix: "up", layout: layout)
     }
 }
 
@@ -221,5 +304,16 @@ public final class CaesarStrategy: DeviceCopies, FederatedStrategy {
         guard compressUpload else { return try dense.decode(bytes, layout: layout) }
         // The stream header carries k; the top-k decoder reads it, so any planned ratio decodes.
         return try upload.codec(ratio: uploadRatios[device] ?? upload.thetaMax).decode(bytes, layout: layout)
+    }
+
+    public override func saveState() -> StrategyState {
+        var s = super.saveState()
+        s.put(uploadStates, prefix: "up")
+        return s
+    }
+
+    public override func restoreState(_ state: StrategyState, layout: TensorLayout) throws {
+        try super.restoreState(state, layout: layout)
+        uploadStates = try state.codecStates(prefix: "up", layout: layout)
     }
 }
