@@ -116,12 +116,19 @@ struct FL: ParsableCommand {
             guard thetaDMax >= 0, thetaDMax <= 1 else { throw ValidationError("--theta-d-max must be in [0, 1]") }
         }
 
-        static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R], caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas); append +batch to plan batch sizes for any baseline"
+        static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R] (both directions), stc-up[:R] (uploads only), caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas); append +down to compress a baseline's downloads too (server error feedback, missed updates replayed), +batch to plan its batch sizes like Caesar"
 
         func make(_ spec: String, setup: Setup, seed: UInt64) throws -> any FederatedStrategy {
             var base = spec
-            var planned = false
-            if base.hasSuffix("+batch") { planned = true; base = String(base.dropLast(6)) }
+            var planned = false, down = false
+            while let plus = base.lastIndex(of: "+") {
+                switch base[base.index(after: plus)...] {
+                case "batch": planned = true
+                case "down": down = true
+                case let x: throw CLIError("strategy '\(spec)': unknown suffix '+\(x)': use +batch or +down")
+                }
+                base = String(base[..<plus])
+            }
             let parts = base.split(separator: ":", maxSplits: 1).map(String.init)
             let name = parts.first ?? ""
             let arg = parts.count > 1 ? parts[1] : nil
@@ -132,15 +139,24 @@ struct FL: ParsableCommand {
             }
             let planner = BatchSizePlanner(minBatch: 8, maxBatch: max(setup.batch, 8), batchStep: 8, localSteps: setup.localSteps ?? 1)
             let strat: any FederatedStrategy
+            if down && !["topk", "randk", "qsgd", "signsgd", "stc-up"].contains(name) {
+                throw CLIError("strategy '\(spec)': +down applies to topk, randk, qsgd, signsgd (stc compresses downloads already)")
+            }
+            func compressed(_ c: any UpdateCodec) -> any FederatedStrategy {
+                CompressedStrategy(codec: c, downloadCodec: down ? c : nil, seed: seed)
+            }
             switch name {
             case "fedavg": strat = FedAvgStrategy()
-            case "topk": strat = CompressedStrategy(codec: TopKCodec(ratio: try fraction()), seed: seed)
-            case "randk": strat = CompressedStrategy(codec: RandomKCodec(ratio: try fraction()), seed: seed)
+            case "topk": strat = compressed(TopKCodec(ratio: try fraction()))
+            case "randk": strat = compressed(RandomKCodec(ratio: try fraction()))
             case "qsgd":
                 let s = try arg.map { a -> Int in guard let v = Int(a), v >= 1 else { throw CLIError("strategy '\(spec)': levels '\(a)' must be a positive integer") }; return v } ?? levels
-                strat = CompressedStrategy(codec: QSGDCodec(levels: s), seed: seed)
-            case "signsgd": strat = CompressedStrategy(codec: SignSGDCodec(), seed: seed)
-            case "stc": strat = CompressedStrategy(codec: STCCodec(ratio: try fraction()), seed: seed)
+                strat = compressed(QSGDCodec(levels: s))
+            case "signsgd": strat = compressed(SignSGDCodec())
+            case "stc":  // both directions, as published
+                let c = STCCodec(ratio: try fraction())
+                strat = CompressedStrategy(codec: c, downloadCodec: c, seed: seed)
+            case "stc-up": strat = compressed(STCCodec(ratio: try fraction()))
             case "caesar":
                 let on = Set((arg ?? "download,upload,batch").split(separator: ",").map(String.init))
                 for p in on where !["download", "upload", "batch"].contains(p) { throw CLIError("strategy '\(spec)': unknown Caesar part '\(p)': use download, upload, batch") }

@@ -274,7 +274,8 @@ final class Recording: FederatedStrategy {
     func strategies() -> [() -> any FederatedStrategy] {
         [{ FedAvgStrategy() },
          { CompressedStrategy(codec: TopKCodec(ratio: 0.2), seed: 3) },
-         { CaesarStrategy(batchSizes: false, seed: 3) }]
+         { CaesarStrategy(batchSizes: false, seed: 3) },
+         { CompressedStrategy(codec: STCCodec(ratio: 0.2), downloadCodec: STCCodec(ratio: 0.2), seed: 3) }]
     }
 
     @Test func resumedRunEqualsUninterrupted() throws {
@@ -322,5 +323,40 @@ final class Recording: FederatedStrategy {
         #expect(par.rows == seq.rows)
         #expect(par.wallTimes.count == 3)
         #expect(par.wallTimes.allSatisfy { $0.trainingSeconds <= $0.totalSeconds })
+    }
+}
+
+@Suite struct CompressedBroadcastTests {
+    @Test func devicesCatchUpBitForBitAndCheaperThanDense() throws {
+        let layout = try TensorLayout.flat(50)
+        let b = CompressedBroadcast(codec: STCCodec(ratio: 0.1), seed: 1)
+        var global = (0 ..< 50).map { Float($0) * 0.01 }
+        // Device 0 syncs now (dense), then misses two rounds; device 1 syncs every round.
+        let d0 = try b.decode(try b.encode(global: global, device: 0, layout: layout), copy: nil, device: 0, layout: layout)
+        #expect(d0 == global)
+        var copy1 = try b.decode(try b.encode(global: global, device: 1, layout: layout), copy: nil, device: 1, layout: layout)
+        for r in 0 ..< 3 {
+            let u = (0 ..< 50).map { Float(($0 * 7 + r * 3) % 11) - 5 }
+            global = try b.aggregate(global: global, updates: [u, u.map { -0.5 * $0 }], weights: [3, 1], layout: layout)
+            let s1 = try b.encode(global: global, device: 1, layout: layout)
+            #expect(s1[0] == 1 && s1.count < DenseCodec().estimatedSize(layout))
+            copy1 = try b.decode(s1, copy: copy1, device: 1, layout: layout)
+            #expect(copy1 == global)
+        }
+        let s0 = try b.encode(global: global, device: 0, layout: layout)
+        let caughtUp = try b.decode(s0, copy: d0, device: 0, layout: layout)
+        #expect(caughtUp == global)
+        // A never-synchronised device gets the dense model.
+        #expect(try b.encode(global: global, device: 9, layout: layout)[0] == 0)
+        #expect(throws: FederatedError.self) { try b.decode([1, 1, 0, 0, 0], copy: nil, device: 9, layout: layout) }
+        #expect(throws: (any Error).self) { try b.decode([7], copy: d0, device: 0, layout: layout) }
+    }
+
+    @Test func stcBothWaysCutsDownloadTraffic() throws {
+        let one = try makeSim(strategy: CompressedStrategy(codec: STCCodec(ratio: 0.1)), cfg: config(rounds: 4, perRound: 5)).run()
+        let both = try makeSim(strategy: CompressedStrategy(codec: STCCodec(ratio: 0.1), downloadCodec: STCCodec(ratio: 0.1)),
+                               cfg: config(rounds: 4, perRound: 5)).run()
+        #expect(both.rows.last!.cumulativeBytesDown < one.rows.last!.cumulativeBytesDown)
+        #expect(both.rows.last!.cumulativeBytesUp == both.rows.reduce(0) { $0 + $1.bytesUp })
     }
 }

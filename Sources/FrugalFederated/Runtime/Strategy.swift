@@ -174,7 +174,9 @@ public final class FedAvgStrategy: DeviceCopies, FederatedStrategy {
 }
 
 /// Compressed uploads with any `UpdateCodec` (top-k, random-k, QSGD, signSGD, STC), with the
-/// codec's error-feedback residual kept per device across rounds; dense downloads.
+/// codec's error-feedback residual kept per device across rounds; dense downloads, or, with
+/// `downloadCodec`, the aggregated update compressed by the server too (`CompressedBroadcast`:
+/// STC in both directions as published, or top-k both ways).
 public final class CompressedStrategy: DeviceCopies, FederatedStrategy {
     public let name: String
     public let codec: any UpdateCodec
@@ -182,18 +184,26 @@ public final class CompressedStrategy: DeviceCopies, FederatedStrategy {
     let seed: UInt64
     /// Upload codec state (error-feedback residual, RNG) per device.
     public internal(set) var uploadStates: [Int: CodecState] = [:]
+    /// The server-side compression of downloads (nil: dense downloads).
+    public let broadcast: CompressedBroadcast?
+    var layoutForAggregate: TensorLayout?
 
-    public init(codec: any UpdateCodec, seed: UInt64 = 0) {
+    public init(codec: any UpdateCodec, downloadCodec: (any UpdateCodec)? = nil, seed: UInt64 = 0) {
         self.codec = codec
         self.seed = seed
-        self.name = "\(codec.codecID)"
+        self.broadcast = downloadCodec.map { CompressedBroadcast(codec: $0, seed: seed) }
+        self.name = "\(codec.codecID)" + (downloadCodec == nil ? "" : "+down")
     }
 
+    public func prepare(_ context: RoundContext, layout: TensorLayout) throws { layoutForAggregate = layout }
+
     public func encodeDownload(global: [Float], device: Int, staleness: Int?, round: Int, layout: TensorLayout) throws -> [UInt8] {
-        try dense.encode(global, layout: layout)
+        if let broadcast { return try broadcast.encode(global: global, device: device, layout: layout) }
+        return try dense.encode(global, layout: layout)
     }
     public func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
-        let w = try dense.decode(bytes, layout: layout)
+        let w = try broadcast.map { try $0.decode(bytes, copy: copies[device], device: device, layout: layout) }
+            ?? dense.decode(bytes, layout: layout)
         copies[device] = w
         return w
     }
@@ -206,16 +216,26 @@ public final class CompressedStrategy: DeviceCopies, FederatedStrategy {
     public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
         try codec.decode(bytes, layout: layout)
     }
+    public func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float] {
+        guard let broadcast, let layout = layoutForAggregate, !updates.isEmpty else {
+            return weightedAverageStep(global: global, updates: updates, weights: weights)
+        }
+        // The codecs reject only malformed input; the mean of validated updates is well formed.
+        return (try? broadcast.aggregate(global: global, updates: updates, weights: weights, layout: layout))
+            ?? weightedAverageStep(global: global, updates: updates, weights: weights)
+    }
 
     public override func saveState() -> StrategyState {
         var s = super.saveState()
         s.put(uploadStates, prefix: "up")
+        broadcast?.save(into: &s)
         return s
     }
 
     public override func restoreState(_ state: StrategyState, layout: TensorLayout) throws {
         try super.restoreState(state, layout: layout)
         uploadStates = try state.codecStates(prefix: "up", layout: layout)
+        try broadcast?.restore(state, layout: layout)
     }
 }
 
