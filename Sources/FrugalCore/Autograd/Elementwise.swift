@@ -16,6 +16,8 @@ import Darwin
 /// 1 where a > b (used for masks in backward rules).
 @usableFromInline struct GreaterOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a > b ? 1 : 0 } }
 @usableFromInline struct GreaterEqualOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a >= b ? 1 : 0 } }
+/// a where b > 0, else 0: ReLU's backward (gradient a, activation b) in one pass.
+@usableFromInline struct PassWherePositiveOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { b > 0 ? a : 0 } }
 @usableFromInline struct EqualOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a == b ? 1 : 0 } }
 
 /// The shape two shapes broadcast to (NumPy rules), or a trap naming both.
@@ -229,10 +231,11 @@ extension Tensor {
         }
     }
     public func relu() -> Tensor {
-        let x = detach()
-        return unaryRaw { $0 > 0 ? $0 : 0 }.recorded("relu", [self]) { g in
-            [g.binaryRaw(x.unaryRaw { $0 > 0 ? 1 : 0 }, MulOp.self)]
-        }
+        let y = unaryRaw { $0 > 0 ? $0 : 0 }
+        // y > 0 exactly where x > 0, so the backward keeps the output (often kept anyway by the
+        // next op) instead of the input, and masks the gradient in one pass.
+        let yd = y.detach()
+        return y.recorded("relu", [self]) { g in [g.binaryRaw(yd, PassWherePositiveOp.self)] }
     }
     public func leakyRelu(_ slope: Float = 0.01) -> Tensor {
         let x = detach()

@@ -1,4 +1,7 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Live and peak bytes of tensor storage allocated by Frugal (memory-mapped checkpoint data is
 /// not counted: it belongs to the page cache). Thread-safe; `resetPeak()` starts a new window.
@@ -47,6 +50,7 @@ public final class Storage: @unchecked Sendable {
     public init(count: Int, dtype: DType = .float32, zeroed: Bool = true) {
         precondition(count >= 0, "Storage: negative element count \(count)")
         let bytes = max(count * dtype.size, 1)
+        _ = Storage.allocatorTuned
         raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         if zeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
         self.count = count
@@ -55,6 +59,23 @@ public final class Storage: @unchecked Sendable {
         owner = nil
         MemoryStats.didAllocate(bytes)
     }
+
+    /// Once per process: keeps large freed blocks in the heap for reuse. By default glibc serves
+    /// blocks over 128 KiB with fresh `mmap`s and returns them on free, so every training step paid
+    /// page faults and page zeroing for its activations and im2col buffers (~5% of a LeNet step).
+    /// `FRUGAL_MALLOC=system` keeps glibc's defaults.
+    static let allocatorTuned: Void = {
+        #if canImport(Glibc)
+        if let v = getenv("FRUGAL_MALLOC"), String(cString: v) == "system" { return }
+        // <malloc.h> is not in Glibc's module map: look mallopt up (M_TRIM_THRESHOLD = -1,
+        // M_MMAP_THRESHOLD = -3; 32 MiB is glibc's largest mmap threshold on 64-bit).
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let sym = dlsym(nil, "mallopt") else { return }
+        let mallopt = unsafeBitCast(sym, to: Mallopt.self)
+        _ = mallopt(-3, 32 << 20)
+        _ = mallopt(-1, 256 << 20)
+        #endif
+    }()
 
     /// Wraps external memory kept alive by `owner` (not copied, not counted).
     public init(borrowing raw: UnsafeMutableRawPointer, count: Int, dtype: DType, owner: AnyObject) {
