@@ -110,10 +110,14 @@ struct FL: ParsableCommand {
         @Option(help: "QSGD levels for qsgd without its own.") var levels = 16
         @Option(name: .customLong("theta-d-max"), help: "Caesar: largest share of the download sent as signs.") var thetaDMax = 0.9
         @Option(name: .customLong("theta-u"), help: "Caesar: upload ratio range MIN,MAX.") var thetaU = "0.1,0.5"
+        @Option(name: .customLong("caesar-values"), help: "Caesar download: exact entries as f32 (global values) or f16 (differences).") var caesarValues = "f32"
+        @Option(name: .customLong("caesar-rebuild"), help: "Caesar download: rebuild sign-coded entries 'literal' (stale value if consistent, else sign·mean) or 'difference' (stale + sign·mean|Δ|).") var caesarRebuild = "literal"
 
         func validate() throws {
             guard ratio > 0, ratio <= 1 else { throw ValidationError("--ratio must be in (0, 1]") }
             guard thetaDMax >= 0, thetaDMax <= 1 else { throw ValidationError("--theta-d-max must be in [0, 1]") }
+            guard ["f32", "f16"].contains(caesarValues) else { throw ValidationError("--caesar-values must be f32 or f16") }
+            guard ["literal", "difference"].contains(caesarRebuild) else { throw ValidationError("--caesar-rebuild must be literal or difference") }
         }
 
         static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R] (both directions), stc-up[:R] (uploads only), caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas); append +down to compress a baseline's downloads too (server error feedback, missed updates replayed), +batch to plan its batch sizes like Caesar"
@@ -164,7 +168,8 @@ struct FL: ParsableCommand {
                 let u = thetaU.split(separator: ",").compactMap { Double($0) }
                 guard u.count == 2, u[0] > 0, u[0] <= u[1], u[1] <= 1 else { throw CLIError("--theta-u '\(thetaU)' must be MIN,MAX with 0 < MIN ≤ MAX ≤ 1") }
                 strat = CaesarStrategy(download: on.contains("download"), upload: on.contains("upload"), batchSizes: on.contains("batch"),
-                                       downloadCompression: DownloadCompression(thetaMax: thetaDMax),
+                                       downloadCompression: DownloadCompression(thetaMax: thetaDMax, values: caesarValues == "f16" ? .float16 : .float32,
+                                                                                reconstruction: caesarRebuild == "literal" ? .literal : .differenceSign),
                                        uploadCompression: UploadCompression(thetaMin: u[0], thetaMax: u[1]),
                                        planner: planner, seed: seed)
             default: throw CLIError("unknown strategy '\(spec)': use \(Self.help)")
