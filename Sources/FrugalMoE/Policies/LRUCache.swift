@@ -8,12 +8,6 @@ public final class LRURanking: CacheRanking {
     public func score(count: Int, lastUse: Int, now: Int) -> Double { Double(lastUse) }
 }
 
-/// Least frequently used: the score is the activation count (ties: least recently used).
-public final class LFURanking: CacheRanking {
-    public init() {}
-    public func score(count: Int, lastUse: Int, now: Int) -> Double { Double(count) }
-}
-
 extension SegmentCachePolicy {
     /// `lru`: whole experts, per-layer LRU caches of B_l bytes, loads on demand, no prediction.
     public static func lru(layout: SegmentLayout, layerBudget: [Int], stagingBytes: Int) -> SegmentCachePolicy {
