@@ -54,6 +54,9 @@ public enum MoECheckpointWriter {
     /// Writes `config.json` (with `"frugal_tokenizer": "byte"` when `byteTokenizer`) into `directory`.
     public static func writeConfig(_ c: MoEModelConfig, dtype: DType, to directory: URL, byteTokenizer: Bool) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var c = c
+        // The byte-level tokenizer's <eos> is id 256.
+        if byteTokenizer && c.eosTokenIDs.isEmpty && c.vocabSize > 256 { c.eosTokenIDs = [256] }
         var hf = c.hfConfig
         let dt = dtype == .float32 ? "float32" : dtype == .float16 ? "float16" : "bfloat16"
         switch hf {

@@ -64,8 +64,12 @@ public enum MoETokenizer {
             throw MoEError.badConfig("\(url.path) is not a JSON object")
         }
         obj[configKey] = "byte"
-        let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
-        try data.write(to: url, options: .atomic)
+        var text = String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+        // transformers' strict config classes reject `0` for float fields: write integral floats as `0.0`.
+        for key in ["router_jitter_noise", "router_aux_loss_coef", "rms_norm_eps", "rope_theta", "initializer_range", "attention_dropout"] {
+            text = text.replacingOccurrences(of: "(\"\(key)\" ?: ?-?[0-9]+)(?=[,\\s}])", with: "$1.0", options: .regularExpression)
+        }
+        try Data(text.utf8).write(to: url, options: .atomic)
     }
 }
 
