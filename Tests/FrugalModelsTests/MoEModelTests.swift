@@ -64,7 +64,7 @@ import FrugalNN
         let q2 = try MoEModel(directory: Self.fixture("qwen2_moe")).config
         #expect(q2.layout == .qwen2MoE && !q2.normTopKProb && q2.sharedIntermediate == 20 && q2.sparseLayers == [true, false] && q2.qkvBias)
         let q3 = try MoEModel(directory: Self.fixture("qwen3_moe")).config
-        #expect(q3.layout == .qwen3MoE && q3.normTopKProb && q3.qkNorm == .perHead && q3.tieWordEmbeddings && q3.headDim == 8)
+        #expect(q3.layout == .qwen3MoE && q3.experts == 4 && q3.normTopKProb && q3.qkNorm == .perHead && q3.tieWordEmbeddings && q3.headDim == 8)
         let ol = try MoEModel(directory: Self.fixture("olmoe")).config
         #expect(ol.layout == .olmoe && ol.qkNorm == .full && ol.clipQKV == 2)
     }
