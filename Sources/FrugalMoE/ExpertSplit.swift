@@ -92,17 +92,17 @@ public struct ExpertSplit: Sendable, Equatable {
     static func check(gate: Tensor, up: Tensor, down: Tensor) throws -> (Int, Int, DType) {
         guard gate.rank == 2, up.rank == 2, down.rank == 2, gate.shape == up.shape,
               down.shape == [gate.shape[1], gate.shape[0]] else {
-            throw MoEError.badShape("expert weights gate \(gate.shape), up \(up.shape), down \(down.shape): want gate = up = [I, h], down = [h, I]")
+            throw OffloadError.badShape("expert weights gate \(gate.shape), up \(up.shape), down \(down.shape): want gate = up = [I, h], down = [h, I]")
         }
         guard gate.dtype == up.dtype, gate.dtype == down.dtype else {
-            throw MoEError.badShape("expert weights mix dtypes: gate \(gate.dtype), up \(up.dtype), down \(down.dtype)")
+            throw OffloadError.badShape("expert weights mix dtypes: gate \(gate.dtype), up \(up.dtype), down \(down.dtype)")
         }
         return (gate.shape[0], gate.shape[1], gate.dtype)
     }
 }
 
-/// Errors of the offloading engine, each saying what was wrong and where.
-public enum MoEError: Error, CustomStringConvertible, Equatable {
+/// Errors of the offloading engine (FrugalModels.MoEError covers the model), each saying what was wrong and where.
+public enum OffloadError: Error, CustomStringConvertible, Equatable {
     case badShape(String)
     case badStore(file: String, offset: Int, reason: String)
     case budget(String)

@@ -63,7 +63,7 @@ public final class OffloadStore: @unchecked Sendable {
     public static func write(source: MoEExpertSource, to path: String) throws -> OffloadStoreHeader {
         let s = source.moeShape
         guard s.layers > 0, s.experts > 0, s.hidden > 0, s.intermediate > 0 else {
-            throw MoEError.badShape("cannot pack a model with shape \(s)")
+            throw OffloadError.badShape("cannot pack a model with shape \(s)")
         }
         let first = try source.expertWeights(layer: 0, expert: 0)
         let dtype = first.gate.dtype
@@ -83,7 +83,7 @@ public final class OffloadStore: @unchecked Sendable {
         header.dataOffset = (24 + reserve + alignment - 1) / alignment * alignment
 
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw MoEError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw OffloadError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let buf = UnsafeMutableRawPointer.allocate(byteCount: expertBytes, alignment: alignment)
         defer { buf.deallocate() }
@@ -91,7 +91,7 @@ public final class OffloadStore: @unchecked Sendable {
             for e in 0..<s.experts {
                 let w = try source.expertWeights(layer: l, expert: e)
                 guard w.gate.shape == [s.intermediate, s.hidden], w.gate.dtype == dtype else {
-                    throw MoEError.badShape("expert \(e) of layer \(l): gate \(w.gate.shape) \(w.gate.dtype), want [\(s.intermediate), \(s.hidden)] \(dtype)")
+                    throw OffloadError.badShape("expert \(e) of layer \(l): gate \(w.gate.shape) \(w.gate.dtype), want [\(s.intermediate), \(s.hidden)] \(dtype)")
                 }
                 try ExpertSplit.pack(gate: w.gate, up: w.up, down: w.down, into: buf)
                 header.expertChecksums[l * s.experts + e] = fnv1a64(UnsafeRawBufferPointer(start: buf, count: expertBytes))
@@ -99,7 +99,7 @@ public final class OffloadStore: @unchecked Sendable {
                 try writeAll(fd, buf, expertBytes, off, path)
             }
         }
-        guard ftruncate(fd, off_t(header.fileBytes)) == 0 else { throw MoEError.io("cannot size \(path)") }
+        guard ftruncate(fd, off_t(header.fileBytes)) == 0 else { throw OffloadError.io("cannot size \(path)") }
         let json = try JSONEncoder().encode(header)
         precondition(24 + json.count <= header.dataOffset, "store header outgrew its reserve")
         var pre = [UInt8](magic)
@@ -118,7 +118,7 @@ public final class OffloadStore: @unchecked Sendable {
         while done < n {
             let r = pwrite(fd, p + done, n - done, off_t(off + done))
             if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { throw MoEError.io("write to \(path) at offset \(off + done) failed: \(String(cString: strerror(errno)))") }
+            guard r > 0 else { throw OffloadError.io("write to \(path) at offset \(off + done) failed: \(String(cString: strerror(errno)))") }
             done += r
         }
     }
@@ -127,11 +127,11 @@ public final class OffloadStore: @unchecked Sendable {
     public init(path: String) throws {
         self.path = path
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw MoEError.io("cannot open offload store \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw OffloadError.io("cannot open offload store \(path): \(String(cString: strerror(errno)))") }
         var st = stat()
         fstat(fd, &st)
         let size = Int(st.st_size)
-        func bad(_ off: Int, _ why: String) -> MoEError { close(fd); return .badStore(file: path, offset: off, reason: why) }
+        func bad(_ off: Int, _ why: String) -> OffloadError { close(fd); return .badStore(file: path, offset: off, reason: why) }
         // No readahead: it would pull in pages beyond the rows asked for.
         _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_RANDOM))
         var pre = [UInt8](repeating: 0, count: 24)
@@ -166,7 +166,7 @@ public final class OffloadStore: @unchecked Sendable {
     public func read(layer: Int, expert: Int, rows: Range<Int>, into dst: UnsafeMutableRawPointer, dropPages: Bool) throws {
         guard layer >= 0, layer < header.layers, expert >= 0, expert < header.experts,
               rows.lowerBound >= 0, rows.upperBound <= header.intermediate else {
-            throw MoEError.io("\(path): no rows \(rows) of expert \(expert) in layer \(layer)")
+            throw OffloadError.io("\(path): no rows \(rows) of expert \(expert) in layer \(layer)")
         }
         let off = offset(layer: layer, expert: expert) + rows.lowerBound * header.rowBytes
         let n = rows.count * header.rowBytes
@@ -174,7 +174,7 @@ public final class OffloadStore: @unchecked Sendable {
         while done < n {
             let r = pread(fd, dst + done, n - done, off_t(off + done))
             if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { throw MoEError.badStore(file: path, offset: off + done, reason: r == 0 ? "unexpected end of file" : String(cString: strerror(errno))) }
+            guard r > 0 else { throw OffloadError.badStore(file: path, offset: off + done, reason: r == 0 ? "unexpected end of file" : String(cString: strerror(errno))) }
             done += r
         }
         if dropPages {
@@ -193,7 +193,7 @@ public final class OffloadStore: @unchecked Sendable {
             for e in 0..<header.experts {
                 try read(layer: l, expert: e, rows: 0..<header.intermediate, into: buf, dropPages: true)
                 if fnv1a64(UnsafeRawBufferPointer(start: buf, count: header.expertBytes)) != header.expertChecksums[l * header.experts + e] {
-                    throw MoEError.badStore(file: path, offset: offset(layer: l, expert: e), reason: "checksum mismatch in expert \(e) of layer \(l)")
+                    throw OffloadError.badStore(file: path, offset: offset(layer: l, expert: e), reason: "checksum mismatch in expert \(e) of layer \(l)")
                 }
             }
         }
@@ -205,20 +205,20 @@ public enum ResidencyProbe {
     /// (resident bytes, file bytes) of the file at `path`, page-granular.
     public static func residentBytes(path: String) throws -> (resident: Int, total: Int) {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw MoEError.io("mincore probe: cannot open \(path)") }
+        guard fd >= 0 else { throw OffloadError.io("mincore probe: cannot open \(path)") }
         defer { close(fd) }
         var st = stat()
         fstat(fd, &st)
         let size = Int(st.st_size)
         if size == 0 { return (0, 0) }
         guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
-            throw MoEError.io("mincore probe: cannot map \(path)")
+            throw OffloadError.io("mincore probe: cannot map \(path)")
         }
         defer { munmap(map, size) }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let pages = (size + page - 1) / page
         var vec = [UInt8](repeating: 0, count: pages)
-        guard mincore(map, size, &vec) == 0 else { throw MoEError.io("mincore failed on \(path)") }
+        guard mincore(map, size, &vec) == 0 else { throw OffloadError.io("mincore failed on \(path)") }
         let n = vec.reduce(0) { $0 + Int($1 & 1) }
         return (n * page, size)
     }

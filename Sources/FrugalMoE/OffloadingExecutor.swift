@@ -116,7 +116,7 @@ final class LoadEngine: @unchecked Sendable {
             let t0 = DispatchTime.now().uptimeNanoseconds
             while runs == nil {
                 guard zombies > 0 else {
-                    throw MoEError.budget("fast tier full: \(fast.usedBytes) of \(fast.capacityBytes) bytes in use, \(rows.count * fast.pageBytes) more asked for \(seg)")
+                    throw OffloadError.budget("fast tier full: \(fast.usedBytes) of \(fast.capacityBytes) bytes in use, \(rows.count * fast.pageBytes) more asked for \(seg)")
                 }
                 cond.wait()
                 runs = fast.allocate(rows.count)
@@ -143,7 +143,7 @@ final class LoadEngine: @unchecked Sendable {
     /// Waits until a segment is loaded; returns its page runs. Adds the wait to the stall time.
     func waitReady(_ seg: SegmentID) throws -> [Range<Int>] {
         cond.lock(); defer { cond.unlock() }
-        guard let e = entries[seg] else { throw MoEError.io("segment \(seg) is not resident (policy did not load it)") }
+        guard let e = entries[seg] else { throw OffloadError.io("segment \(seg) is not resident (policy did not load it)") }
         if e.state < 2 {
             let t0 = DispatchTime.now().uptimeNanoseconds
             while e.state < 2 { cond.wait() }
@@ -177,14 +177,14 @@ public final class OffloadingExecutor: ExpertExecutor {
     public init(policy: ExpertPolicy, tier: SlowTier, budget: Int, source: MoEExpertSource? = nil) throws {
         let lay = policy.layout
         guard lay.shape == tier.shape, lay.elementBytes == tier.dtype.size else {
-            throw MoEError.badArgument("policy layout \(lay.shape) x \(lay.elementBytes) B does not match the tier's \(tier.shape) \(tier.dtype)")
+            throw OffloadError.badArgument("policy layout \(lay.shape) x \(lay.elementBytes) B does not match the tier's \(tier.shape) \(tier.dtype)")
         }
         let need = policy.plan.totalCacheBytes + policy.stagingBytes
         guard need <= budget || policy.name == "full" else {
-            throw MoEError.budget("policy \(policy.name) needs \(need) B (caches \(policy.plan.totalCacheBytes) + staging \(policy.stagingBytes)); budget is \(budget) B")
+            throw OffloadError.budget("policy \(policy.name) needs \(need) B (caches \(policy.plan.totalCacheBytes) + staging \(policy.stagingBytes)); budget is \(budget) B")
         }
         if policy.usesPrediction && source == nil {
-            throw MoEError.badArgument("policy \(policy.name) predicts experts and needs the model (source)")
+            throw OffloadError.badArgument("policy \(policy.name) predicts experts and needs the model (source)")
         }
         self.policy = policy; self.tier = tier; self.budget = budget; shape = lay.shape
         predictor = policy.usesPrediction ? source.map { ExpertPredictor(source: $0) } : nil
@@ -240,9 +240,9 @@ public final class OffloadingExecutor: ExpertExecutor {
     /// Runs one layer's experts access by access (≤ topK distinct experts each).
     public func runExperts(layer: Int, x: Tensor, routes: [[ExpertRoute]]) throws -> Tensor {
         let h = shape.hidden
-        guard layer >= 0, layer < shape.layers else { throw MoEError.badArgument("layer \(layer) outside 0..<\(shape.layers)") }
+        guard layer >= 0, layer < shape.layers else { throw OffloadError.badArgument("layer \(layer) outside 0..<\(shape.layers)") }
         guard x.rank == 2, x.shape[1] == h, x.shape[0] == routes.count else {
-            throw MoEError.badShape("runExperts: x \(x.shape) with \(routes.count) routes, hidden \(h)")
+            throw OffloadError.badShape("runExperts: x \(x.shape) with \(routes.count) routes, hidden \(h)")
         }
         let T = routes.count
         let xc = x.contiguous()
@@ -252,7 +252,7 @@ public final class OffloadingExecutor: ExpertExecutor {
         for (t, r) in routes.enumerated() {
             for route in r {
                 guard route.expert >= 0, route.expert < shape.experts else {
-                    throw MoEError.badArgument("route to expert \(route.expert) of layer \(layer) (has \(shape.experts))")
+                    throw OffloadError.badArgument("route to expert \(route.expert) of layer \(layer) (has \(shape.experts))")
                 }
                 if users[route.expert] == nil { order.append(route.expert) }
                 users[route.expert, default: []].append((t, route.weight))

@@ -48,7 +48,7 @@ public final class HostLinkTier: SlowTier, @unchecked Sendable {
 
     /// Packs every expert of `source` into host memory.
     public init(source: MoEExpertSource, bandwidth: Double) throws {
-        guard bandwidth > 0, bandwidth.isFinite else { throw MoEError.badArgument("link bandwidth \(bandwidth) B/s must be positive") }
+        guard bandwidth > 0, bandwidth.isFinite else { throw OffloadError.badArgument("link bandwidth \(bandwidth) B/s must be positive") }
         let s = source.moeShape
         let first = try source.expertWeights(layer: 0, expert: 0)
         shape = s; dtype = first.gate.dtype; self.bandwidth = bandwidth
@@ -58,7 +58,7 @@ public final class HostLinkTier: SlowTier, @unchecked Sendable {
         for l in 0..<s.layers {
             for e in 0..<s.experts {
                 let w = try source.expertWeights(layer: l, expert: e)
-                guard w.gate.dtype == dtype else { throw MoEError.badShape("expert \(e) of layer \(l) is \(w.gate.dtype), others \(dtype)") }
+                guard w.gate.dtype == dtype else { throw OffloadError.badShape("expert \(e) of layer \(l) is \(w.gate.dtype), others \(dtype)") }
                 try ExpertSplit.pack(gate: w.gate, up: w.up, down: w.down, into: host + (l * s.experts + e) * expertBytes)
             }
         }
@@ -66,7 +66,7 @@ public final class HostLinkTier: SlowTier, @unchecked Sendable {
 
     /// Loads every expert of a store into host memory.
     public init(store: OffloadStore, bandwidth: Double) throws {
-        guard bandwidth > 0, bandwidth.isFinite else { throw MoEError.badArgument("link bandwidth \(bandwidth) B/s must be positive") }
+        guard bandwidth > 0, bandwidth.isFinite else { throw OffloadError.badArgument("link bandwidth \(bandwidth) B/s must be positive") }
         let h = store.header
         shape = store.shape; dtype = h.dtype; self.bandwidth = bandwidth
         rowBytes = h.rowBytes; expertBytes = h.expertBytes
@@ -100,7 +100,7 @@ public final class HostLinkTier: SlowTier, @unchecked Sendable {
         var t = text.trimmingCharacters(in: .whitespaces)
         if t.lowercased().hasSuffix("/s") { t = String(t.dropLast(2)) }
         let b = try MemoryBudget.parse(t, totalExpertBytes: 0)
-        guard b > 0, !t.hasSuffix("%") else { throw MoEError.badArgument("link bandwidth '\(text)' is not a rate (e.g. 25GB/s)") }
+        guard b > 0, !t.hasSuffix("%") else { throw OffloadError.badArgument("link bandwidth '\(text)' is not a rate (e.g. 25GB/s)") }
         return Double(b)
     }
 }

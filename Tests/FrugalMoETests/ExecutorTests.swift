@@ -93,12 +93,12 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
 
     @Test func budgetBelowWorkingSetIsAnError() throws {
         let S = 10 * ExpertSplit.rowBytes(hidden: 16, dtype: .float32)
-        #expect(throws: MoEError.self) { try PolicyFactory.make(.lru, shape: Self.shape, elementBytes: 4, budget: 2 * S - 1) }
-        #expect(throws: MoEError.self) { try PolicyFactory.make(.full, shape: Self.shape, elementBytes: 4, budget: 17 * S) }
+        #expect(throws: OffloadError.self) { try PolicyFactory.make(.lru, shape: Self.shape, elementBytes: 4, budget: 2 * S - 1) }
+        #expect(throws: OffloadError.self) { try PolicyFactory.make(.full, shape: Self.shape, elementBytes: 4, budget: 17 * S) }
         do {
             _ = try PolicyFactory.make(.moepic, shape: Self.shape, elementBytes: 4, budget: S)
             Issue.record("no error")
-        } catch let e as MoEError {
+        } catch let e as OffloadError {
             #expect(e.description.contains("working set"))
         }
     }
@@ -109,8 +109,8 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
         #expect(try MemoryBudget.parse("40%", totalExpertBytes: 1000) == 400)
         #expect(try MemoryBudget.parse("4096", totalExpertBytes: 0) == 4096)
         #expect(try HostLinkTier.parseBandwidth("25GB/s") == 25e9)
-        #expect(throws: MoEError.self) { try MemoryBudget.parse("lots", totalExpertBytes: 0) }
-        #expect(throws: MoEError.self) { try HostLinkTier.parseBandwidth("fast") }
+        #expect(throws: OffloadError.self) { try MemoryBudget.parse("lots", totalExpertBytes: 0) }
+        #expect(throws: OffloadError.self) { try HostLinkTier.parseBandwidth("fast") }
     }
 
     @Test func corruptOrTruncatedStoreNamesFileAndOffset() throws {
@@ -120,7 +120,7 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
         let header = try OffloadStore.write(source: src, to: path)
         // Truncated.
         truncate(path, off_t(header.fileBytes - 10))
-        do { _ = try OffloadStore(path: path); Issue.record("truncated store opened") } catch let e as MoEError {
+        do { _ = try OffloadStore(path: path); Issue.record("truncated store opened") } catch let e as OffloadError {
             #expect(e.description.contains(path) && e.description.contains("truncated") && e.description.contains("\(header.fileBytes - 10)"))
         }
         // Corrupt expert bytes.
@@ -130,13 +130,13 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
         pwrite(fd, &junk, 1, off_t(header.dataOffset + header.expertStride + 3))
         close(fd)
         let store = try OffloadStore(path: path)
-        do { try store.verify(); Issue.record("corrupt expert passed") } catch let e as MoEError {
+        do { try store.verify(); Issue.record("corrupt expert passed") } catch let e as OffloadError {
             #expect(e == .badStore(file: path, offset: header.dataOffset + header.expertStride, reason: "checksum mismatch in expert 1 of layer 0"))
         }
         // Corrupt header.
         let fd2 = open(path, O_RDWR)
         pwrite(fd2, &junk, 1, 30)
         close(fd2)
-        #expect(throws: MoEError.self) { _ = try OffloadStore(path: path) }
+        #expect(throws: OffloadError.self) { _ = try OffloadStore(path: path) }
     }
 }

@@ -20,7 +20,7 @@ import FrugalCore
         let bytes = try ExpertSplit.pack(gate: gate, up: up, down: down)
         let f = bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         #expect(f == [0, 1, 10, 11, 20, 23,  2, 3, 12, 13, 21, 24,  4, 5, 14, 15, 22, 25])
-        #expect(throws: MoEError.self) { try ExpertSplit.pack(gate: gate, up: up, down: gate) }
+        #expect(throws: OffloadError.self) { try ExpertSplit.pack(gate: gate, up: up, down: gate) }
     }
 
     @Test(arguments: [DType.float32, .float16, .bfloat16])

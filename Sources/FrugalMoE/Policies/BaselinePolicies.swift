@@ -51,7 +51,7 @@ public enum PolicyFactory {
     /// - Parameters:
     ///   - theta: MoEpic's uniform split ratio when `plan` is nil.
     ///   - plan: MoEpic's per-layer θ_l and B_l (Σ B_l + staging must fit the budget).
-    /// - Throws: `MoEError.budget` when the budget is below one layer's working set (topK
+    /// - Throws: `OffloadError.budget` when the budget is below one layer's working set (topK
     ///   experts), or below all experts for `full`, or when the plan does not fit.
     public static func make(_ kind: PolicyKind, shape: MoEShape, elementBytes: Int, budget: Int,
                             theta: Double = 0.4, plan: CachePlan? = nil, admitByScore: Bool = false) throws -> SegmentCachePolicy {
@@ -61,12 +61,12 @@ public enum PolicyFactory {
         func mib(_ b: Int) -> String { String(format: "%.2f MiB", Double(b) / 1048576) }
         if kind == .full {
             guard budget >= whole.totalExpertBytes else {
-                throw MoEError.budget("policy full needs all expert bytes (\(whole.totalExpertBytes) B = \(mib(whole.totalExpertBytes))) resident; budget is \(budget) B")
+                throw OffloadError.budget("policy full needs all expert bytes (\(whole.totalExpertBytes) B = \(mib(whole.totalExpertBytes))) resident; budget is \(budget) B")
             }
             return .full(layout: whole)
         }
         guard budget >= working else {
-            throw MoEError.budget("\(budget) B (\(mib(budget))) is smaller than one layer's working set: top-\(shape.topK) experts x \(S) B = \(working) B (\(mib(working)))")
+            throw OffloadError.budget("\(budget) B (\(mib(budget))) is smaller than one layer's working set: top-\(shape.topK) experts x \(S) B = \(working) B (\(mib(working)))")
         }
         // Split the budget: staging first (as small as the policy allows), the rest over layers.
         func layered(theta: [Double], prefetches: Bool, admitAlways: Bool) throws -> (SegmentLayout, CachePlan, Int) {
@@ -74,7 +74,7 @@ public enum PolicyFactory {
             if let plan {
                 let st = stagingBytes(layout: lay, plan: plan, caches: true, admitAlways: admitAlways, prefetches: prefetches)
                 guard plan.totalCacheBytes + st <= budget else {
-                    throw MoEError.budget("plan caches \(plan.totalCacheBytes) B + staging \(st) B exceed the budget \(budget) B")
+                    throw OffloadError.budget("plan caches \(plan.totalCacheBytes) B + staging \(st) B exceed the budget \(budget) B")
                 }
                 return (lay, plan, st)
             }
@@ -91,7 +91,7 @@ public enum PolicyFactory {
                 if need <= reserve { best = (lay, p, need); break }
             }
             guard let best else {
-                throw MoEError.budget("\(budget) B (\(mib(budget))) cannot hold policy \(kind.rawValue)'s staging of \(working + (prefetches ? working : 0)) B")
+                throw OffloadError.budget("\(budget) B (\(mib(budget))) cannot hold policy \(kind.rawValue)'s staging of \(working + (prefetches ? working : 0)) B")
             }
             return best
         }
@@ -121,7 +121,7 @@ public enum MemoryBudget {
     /// Bytes for `text`, given the model's total expert bytes (for percentages).
     public static func parse(_ text: String, totalExpertBytes: Int) throws -> Int {
         let t = text.trimmingCharacters(in: .whitespaces)
-        func bad() -> MoEError { .badArgument("memory budget '\(text)' is not a size (e.g. 512MiB, 2GB, 40%)") }
+        func bad() -> OffloadError { .badArgument("memory budget '\(text)' is not a size (e.g. 512MiB, 2GB, 40%)") }
         if t.hasSuffix("%") {
             guard let v = Double(t.dropLast()), v >= 0, v.isFinite else { throw bad() }
             return Int((v / 100 * Double(totalExpertBytes)).rounded(.down))
