@@ -81,9 +81,11 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
                 worstResident = max(worstResident, try ResidencyProbe.residentBytes(path: path).resident)
             }
             #expect(err <= 1e-5, "\(kind): \(err)")
-            // Throughout the run, the store's resident pages stay below 5% of the expert bytes
-            // (plus the one page a read may still be holding).
-            #expect(Double(worstResident) < 0.05 * Double(store.totalExpertBytes) + 4096, "resident \(worstResident)")
+            // Throughout the run, the store's resident pages stay below 5% of the expert bytes,
+            // plus what the two I/O threads may be reading at the moment of the probe (this
+            // store is tiny: in a real one 5% is many experts).
+            let inFlight = 2 * (store.header.expertStride + 4096)
+            #expect(Double(worstResident) < 0.05 * Double(store.totalExpertBytes) + Double(inFlight), "resident \(worstResident)")
             #expect(exec.stats.peakFastBytes <= budget)
             #expect(exec.stats.bytesLoaded > 0)
             let (resident, _) = try ResidencyProbe.residentBytes(path: path)
@@ -138,5 +140,22 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
         pwrite(fd2, &junk, 1, 30)
         close(fd2)
         #expect(throws: OffloadError.self) { _ = try OffloadStore(path: path) }
+    }
+}
+
+@Suite struct PredictorTests {
+    @Test func accuracyCountsPredictedExpertsThatWereRouted() throws {
+        let src = SyntheticSource(shape: MoEShape(layers: 2, experts: 4, topK: 2, hidden: 8, intermediate: 4), dtype: .float32)
+        let pred = ExpertPredictor(source: src)
+        var rng = TestRNG(4)
+        let x = Tensor(rng.array(8), shape: [1, 8])
+        let p = pred.predict(layer: 1, from: x)
+        #expect(p == src.route(logits: src.routerLogits(layer: 1, x))[0].map(\.expert))
+        pred.record(layer: 1, actual: [p[0], (p[0] + 1) % 4 == p[1] ? (p[0] + 2) % 4 : (p[0] + 1) % 4])
+        #expect(pred.accuracy == 0.5 && pred.accuracyPerLayer[0] == nil)
+        // Same input at the next layer: the predictor is exact.
+        _ = pred.predict(layer: 1, from: x)
+        pred.record(layer: 1, actual: p)
+        #expect(pred.accuracy == 0.75)
     }
 }
