@@ -16,26 +16,27 @@ struct MoECommand: ParsableCommand {
         or Frugal's byte-level tokenizer (ids 0-255 = UTF-8 bytes, 256 = <eos>) when config.json has
         "frugal_tokenizer": "byte" (what `create` and `train` write).
         """,
-        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self])
+        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self])
 }
 
 /// Options that choose how routed experts are held (`--policy`, `--memory-budget`).
 struct MoEPolicyOptions: ParsableArguments {
-    @Option(help: "Expert policy: full (everything resident). Offloading policies come with the offload engine.")
+    @Option(help: "Expert policy: full, on-demand, lru, lfu, prefetch or moepic.")
     var policy: String = "full"
     @Option(help: "Fast-tier budget for expert bytes: bytes (512MiB, 2GB) or a share of all expert bytes (40%).")
     var memoryBudget: String?
+    @Option(help: "Slow tier on disk: the offload store written by `frugal moe pack`.") var store: String?
+    @Option(help: "Slow tier in host memory behind an emulated link of this bandwidth (e.g. 25GB/s).") var link: String?
+    @Option(help: "MoEpic's split ratio θ (share of each expert's intermediate rows in the cached top).") var theta: Double = 0.4
 
     /// Installs the executor for the chosen policy on `model`; returns the budget in bytes (nil: none).
     func install(on model: MoEModel) throws -> Int? {
         let budget = try memoryBudget.map { try parseMoEBudget($0, expertBytes: model.expertBytes) }
-        switch policy {
-        case "full":
+        if policy == "full" && store == nil && link == nil {
             model.executor = ResidentExperts(source: model)
-        default:
-            throw CLIError("policy '\(policy)' is not available in this build (available: full)")
+            return budget
         }
-        return budget
+        return try installOffloading(on: model)  // MoEOffloadCommands.swift
     }
 }
 
@@ -190,6 +191,7 @@ struct MoEGenerate: ParsableCommand {
         var stats = result.stats
         stats.policy = policy.policy
         stats.memoryBudgetBytes = budget ?? stats.memoryBudgetBytes
+        policy.report(into: &stats, model: m)  // MoEOffloadCommands.swift
         var rows: [[String]] = [
             ["policy", stats.policy],
             ["prompt tokens", "\(stats.promptTokens)"],
