@@ -35,6 +35,12 @@ public enum OffloadSetup {
         case .link(let bw):
             slow = try HostLinkTier(source: source, bandwidth: bw)
         }
+        return try executor(source: source, kind: kind, budget: budget, slow: slow, theta: theta, plan: plan)
+    }
+
+    /// The same with an existing slow tier (shared by several runs).
+    public static func executor(source: MoEExpertSource, kind: PolicyKind, budget: String, slow: SlowTier,
+                                theta: Double = 0.4, plan: CachePlan? = nil) throws -> OffloadingExecutor {
         let lay = SegmentLayout(shape: source.moeShape, elementBytes: slow.dtype.size, theta: Array(repeating: 1, count: source.moeShape.layers))
         let bytes = try MemoryBudget.parse(budget, totalExpertBytes: lay.totalExpertBytes)
         let p = try PolicyFactory.make(kind, shape: source.moeShape, elementBytes: slow.dtype.size, budget: bytes, theta: theta, plan: plan)
@@ -58,5 +64,39 @@ extension OffloadStats {
             "peak fast tier    \(mib(peakFastBytes)) of \(mib(budgetBytes)) budget",
         ]
         return lines.joined(separator: "\n")
+    }
+}
+
+extension OffloadingExecutor: ExpertExecutorReporting {
+    public func resetStatistics() { resetStats() }
+    public func report(into g: inout MoEGenerationStats) {
+        let s = stats
+        g.hitRatePerLayer = s.hitRatePerLayer
+        g.predictionAccuracy = s.predictionAccuracy
+        g.bytesLoaded = s.bytesLoaded
+        g.stallSeconds = s.stallSeconds
+        g.peakFastTierBytes = s.peakFastBytes
+        g.memoryBudgetBytes = s.budgetBytes
+    }
+}
+
+extension ExpertKernel {
+    /// Median seconds to compute one expert of `shape` and `dtype` at batch 1 (random weights in
+    /// a fresh buffer, as the fast tier holds them), over `reps` runs.
+    public static func measureExpertSeconds(shape: MoEShape, dtype: DType, reps: Int = 21) -> Double {
+        let h = shape.hidden, I = shape.intermediate
+        let bytes = I * ExpertSplit.rowBytes(hidden: h, dtype: dtype)
+        let w = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
+        defer { w.deallocate() }
+        // Small values in any dtype: 0x3c00-ish halves / tiny floats; exact values do not matter.
+        w.initializeMemory(as: UInt8.self, repeating: 0x21, count: bytes)
+        var x = [Float](repeating: 0.01, count: h), y = [Float](repeating: 0, count: h), wt: Float = 1
+        var times: [Double] = []
+        for _ in 0..<reps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            accumulate(rows: w, rowCount: I, hidden: h, dtype: dtype, x: &x, tokens: 1, weights: &wt, y: &y)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return times.sorted()[reps / 2]
     }
 }

@@ -16,7 +16,7 @@ struct MoECommand: ParsableCommand {
         or Frugal's byte-level tokenizer (ids 0-255 = UTF-8 bytes, 256 = <eos>) when config.json has
         "frugal_tokenizer": "byte" (what `create` and `train` write).
         """,
-        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self])
+        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self, MoEBench.self])
 }
 
 /// Options that choose how routed experts are held (`--policy`, `--memory-budget`).
@@ -191,7 +191,6 @@ struct MoEGenerate: ParsableCommand {
         var stats = result.stats
         stats.policy = policy.policy
         stats.memoryBudgetBytes = budget ?? stats.memoryBudgetBytes
-        policy.report(into: &stats, model: m)  // MoEOffloadCommands.swift
         var rows: [[String]] = [
             ["policy", stats.policy],
             ["prompt tokens", "\(stats.promptTokens)"],
