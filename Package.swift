@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "FrugalData", targets: ["FrugalData"]),
         .library(name: "FrugalModels", targets: ["FrugalModels"]),
         .library(name: "FrugalMoE", targets: ["FrugalMoE"]),
+        .library(name: "FrugalNAS", targets: ["FrugalNAS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -36,10 +37,12 @@ let package = Package(
         .target(name: "FrugalFederated", dependencies: ["FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         // MoEpic: expert split, offload store, tiers, cache policies, predictor, offloading executor.
         .target(name: "FrugalMoE", dependencies: ["FrugalCore", "FrugalNN", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
+        // SSF-NAS: DARTS/FairDARTS search, Barlow Twins, genotypes, retraining and evaluation.
+        .target(name: "FrugalNAS", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [
-                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE",
+                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE", "FrugalNAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
@@ -48,6 +51,7 @@ let package = Package(
         .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
         .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], swiftSettings: fast),
+        .testTarget(name: "FrugalNASTests", dependencies: ["FrugalNAS"], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v6]

@@ -100,15 +100,12 @@ extension Tensor {
         var mu = [Float](repeating: 0, count: c), invStd = [Float](repeating: 0, count: c)
         if training {
             var varr = [Float](repeating: 0, count: c)
-            for ch in 0..<c {
-                var s: Double = 0
-                for b in 0..<n { let row = px + (b * c + ch) * hw; for i in 0..<hw { s += Double(row[i]) } }
-                let mean = s / Double(m)
-                var v: Double = 0
-                for b in 0..<n { let row = px + (b * c + ch) * hw; for i in 0..<hw { let d = Double(row[i]) - mean; v += d * d } }
-                mu[ch] = Float(mean); varr[ch] = Float(v / Double(m))
-                invStd[ch] = 1 / (varr[ch] + eps).squareRoot()
+            mu.withUnsafeMutableBufferPointer { m in
+                varr.withUnsafeMutableBufferPointer { v in
+                    BatchNormKernel.statistics(px, n: n, c: c, hw: hw, mean: m.baseAddress!, variance: v.baseAddress!)
+                }
             }
+            for ch in 0..<c { invStd[ch] = 1 / (varr[ch] + eps).squareRoot() }
             batchStats?(mu, varr)
         } else {
             precondition(mean != nil && variance != nil, "batchNorm in eval mode needs running statistics")
@@ -117,14 +114,12 @@ extension Tensor {
         }
         let gamma = weight?.array, beta = bias?.array
         let out = Tensor(zeros: shape, zeroed: false)
-        let po = out.pointer
-        for b in 0..<n {
-            for ch in 0..<c {
-                let sc = invStd[ch] * (gamma?[ch] ?? 1), sh = (beta?[ch] ?? 0) - mu[ch] * sc
-                let src = px + (b * c + ch) * hw, dst = po + (b * c + ch) * hw
-                for i in 0..<hw { dst[i] = src[i] * sc + sh }
-            }
+        var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
+        for ch in 0..<c {
+            scale[ch] = invStd[ch] * (gamma?[ch] ?? 1)
+            shift[ch] = (beta?[ch] ?? 0) - mu[ch] * scale[ch]
         }
+        BatchNormKernel.scaleShift(px, out.pointer, n: n, c: c, hw: hw, scale: scale, shift: shift)
         var inputs = [self]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
@@ -132,41 +127,20 @@ extension Tensor {
         let selfNeeds = requiresGrad
         return out.recorded("batchNorm", inputs) { g in
             let gc = g.contiguousF32()
-            let pg = gc.pointer, pxs = xs.pointer
             var dgamma = [Float](repeating: 0, count: c), dbeta = [Float](repeating: 0, count: c)
-            for ch in 0..<c {
-                var sg: Double = 0, sgx: Double = 0
-                for b in 0..<n {
-                    let gr = pg + (b * c + ch) * hw, xr = pxs + (b * c + ch) * hw
-                    for i in 0..<hw { sg += Double(gr[i]); sgx += Double(gr[i]) * Double((xr[i] - mu[ch]) * invStd[ch]) }
-                }
-                dbeta[ch] = Float(sg); dgamma[ch] = Float(sgx)
-            }
-            var gx: Tensor? = nil
-            if selfNeeds {
-                let t = Tensor(zeros: xs.shape, zeroed: false)
-                let pt = t.pointer
-                for ch in 0..<c {
-                    let gm = gamma?[ch] ?? 1
-                    if training {
-                        // dx = γ·invStd/m · (m·g − Σg − x̂·Σ(g·x̂))
-                        let k = gm * invStd[ch] / Float(m)
-                        for b in 0..<n {
-                            let gr = pg + (b * c + ch) * hw, xr = pxs + (b * c + ch) * hw, dr = pt + (b * c + ch) * hw
-                            for i in 0..<hw {
-                                let xh = (xr[i] - mu[ch]) * invStd[ch]
-                                dr[i] = k * (Float(m) * gr[i] - dbeta[ch] - xh * dgamma[ch])
-                            }
+            let gx: Tensor? = selfNeeds ? Tensor(zeros: xs.shape, zeroed: false) : nil
+            dgamma.withUnsafeMutableBufferPointer { dg in
+                dbeta.withUnsafeMutableBufferPointer { db in
+                    if let gamma {
+                        gamma.withUnsafeBufferPointer { gp in
+                            BatchNormKernel.backward(gc.pointer, xs.pointer, n: n, c: c, hw: hw, mean: mu, invStd: invStd, gamma: gp.baseAddress, training: training,
+                                                     dGamma: dg.baseAddress!, dBeta: db.baseAddress!, gradInput: gx?.pointer)
                         }
                     } else {
-                        let k = gm * invStd[ch]
-                        for b in 0..<n {
-                            let gr = pg + (b * c + ch) * hw, dr = pt + (b * c + ch) * hw
-                            for i in 0..<hw { dr[i] = k * gr[i] }
-                        }
+                        BatchNormKernel.backward(gc.pointer, xs.pointer, n: n, c: c, hw: hw, mean: mu, invStd: invStd, gamma: nil, training: training,
+                                                 dGamma: dg.baseAddress!, dBeta: db.baseAddress!, gradInput: gx?.pointer)
                     }
                 }
-                gx = t
             }
             var r: [Tensor?] = [gx]
             if weight != nil { r.append(Tensor(dgamma)) }
