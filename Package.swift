@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "FrugalNN", targets: ["FrugalNN"]),
         .library(name: "FrugalData", targets: ["FrugalData"]),
         .library(name: "FrugalModels", targets: ["FrugalModels"]),
+        .library(name: "FrugalPEFT", targets: ["FrugalPEFT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,17 +34,20 @@ let package = Package(
         .target(name: "FrugalModels", dependencies: ["FrugalNN", "FrugalData"], swiftSettings: fast),
         // Federated runtime: devices, rounds, clock, strategies; wire codecs; Caesar.
         .target(name: "FrugalFederated", dependencies: ["FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
+        // DropPEFT: stochastic layer dropout, LoRA fine-tuning of pretrained transformers.
+        .target(name: "FrugalPEFT", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [
-                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated",
+                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalPEFT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
         .testTarget(name: "FrugalCoreTests", dependencies: ["FrugalCore"], swiftSettings: fast),
         .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
-        .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], swiftSettings: fast),
+        .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], resources: [.copy("Fixtures")], swiftSettings: fast),
+        .testTarget(name: "FrugalPEFTTests", dependencies: ["FrugalPEFT"], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v6]
