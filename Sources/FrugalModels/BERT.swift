@@ -123,11 +123,11 @@ public final class BertLayer: Module {
     public override func children() -> [(String, Any)] {
         [("attention", attention), ("intermediate", intermediate), ("output", output)]
     }
-    /// x [B, T, D]; `maskBias` [B, 1, 1, T] (0 for tokens, a large negative number for padding).
+    /// x [B, T, D]; `maskBias` [B, T] (0 for tokens, a large negative number for padding).
     public func callAsFunction(_ x: Tensor, maskBias: Tensor?) -> Tensor {
         let sa = attention.selfAttention
-        let ctx = Attention.scaledDotProduct(q: Attention.splitHeads(sa.query(x), heads: heads), k: Attention.splitHeads(sa.key(x), heads: heads),
-                                             v: Attention.splitHeads(sa.value(x), heads: heads), maskBias: maskBias, causal: false)
+        let ctx = Attention.scaledDotProduct(q: sa.query(x), k: sa.key(x), v: sa.value(x), heads: heads, kvHeads: heads,
+                                             maskBias: maskBias, causal: false)
         let h = attention.output(ctx, residual: x)
         let i = intermediate.dense(h).gelu()
         return output(i, residual: h)

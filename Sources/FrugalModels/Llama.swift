@@ -20,18 +20,18 @@ public final class LlamaAttention: Module {
 
     /// x [B, T, D] → [B, T, D]. With a cache, keys and values of earlier positions are reused and
     /// this call's are appended.
-    public func callAsFunction(_ x: Tensor, maskBias: Tensor?, cache: KVCache?) -> Tensor {
+    public func callAsFunction(_ x: Tensor, maskBias: Tensor?, cache: LlamaKVCache?) -> Tensor {
         let offset = cache?.length ?? 0
-        let q = rope.apply(Attention.splitHeads(qProj(x), heads: heads), offset: offset)
-        var k = rope.apply(Attention.splitHeads(kProj(x), heads: kvHeads), offset: offset)
-        var v = Attention.splitHeads(vProj(x), heads: kvHeads)
-        if let cache {
+        let q = Attention.rope(qProj(x), heads: heads, rope: rope, offset: offset)
+        var k = Attention.rope(kProj(x), heads: kvHeads, rope: rope, offset: offset)
+        var v = vProj(x)
+        if let cache {   // cache tensors are [B, S, kvHeads·d]
             if let pk = cache.keys, let pv = cache.values {
-                k = Tensor.concat([pk, k], axis: 2); v = Tensor.concat([pv, v], axis: 2)
+                k = Tensor.concat([pk, k], axis: 1); v = Tensor.concat([pv, v], axis: 1)
             }
             cache.keys = k.detach().contiguousF32(); cache.values = v.detach().contiguousF32()
         }
-        return oProj(Attention.scaledDotProduct(q: q, k: k, v: v, maskBias: maskBias, causal: true))
+        return oProj(Attention.scaledDotProduct(q: q, k: k, v: v, heads: heads, kvHeads: kvHeads, maskBias: maskBias, causal: true))
     }
 }
 
@@ -59,7 +59,7 @@ public final class LlamaDecoderLayer: Module {
     public override func children() -> [(String, Any)] {
         [("input_layernorm", inputLayernorm), ("self_attn", selfAttn), ("post_attention_layernorm", postAttentionLayernorm), ("mlp", mlp)]
     }
-    public func callAsFunction(_ x: Tensor, maskBias: Tensor?, cache: KVCache?) -> Tensor {
+    public func callAsFunction(_ x: Tensor, maskBias: Tensor?, cache: LlamaKVCache?) -> Tensor {
         let h = x + selfAttn(inputLayernorm(x), maskBias: maskBias, cache: cache)
         return h + mlp(postAttentionLayernorm(h))
     }
@@ -107,7 +107,7 @@ public final class LlamaForCausalLM: Module {
 
     /// Final-norm hidden states [B, T, D]. `caches` (one per layer) turn on incremental decoding;
     /// `activeLayers[l] == false` skips layer l (residual passes through, nothing recorded).
-    public func hidden(_ x: TokenBatch, caches: [KVCache]? = nil, activeLayers: [Bool]? = nil) -> Tensor {
+    public func hidden(_ x: TokenBatch, caches: [LlamaKVCache]? = nil, activeLayers: [Bool]? = nil) -> Tensor {
         if let caches { precondition(caches.count == layerCount, "Llama: \(caches.count) caches for \(layerCount) layers") }
         if let activeLayers { precondition(activeLayers.count == layerCount, "Llama: \(activeLayers.count) layer flags for \(layerCount) layers") }
         var h = model.embedTokens(x.ids).reshaped([x.batch, x.length, config.hiddenSize])
@@ -125,7 +125,7 @@ public final class LlamaForCausalLM: Module {
     }
 
     /// Logits [B, T, vocab].
-    public func callAsFunction(_ x: TokenBatch, caches: [KVCache]? = nil, activeLayers: [Bool]? = nil) -> Tensor {
+    public func callAsFunction(_ x: TokenBatch, caches: [LlamaKVCache]? = nil, activeLayers: [Bool]? = nil) -> Tensor {
         logits(hidden(x, caches: caches, activeLayers: activeLayers))
     }
 
@@ -135,7 +135,7 @@ public final class LlamaForCausalLM: Module {
     public func generate(prompt: [Int], maxTokens: Int, stop: Set<Int> = [], onToken: (Int) -> Bool = { _ in true }) -> [Int] {
         precondition(!prompt.isEmpty, "generate: empty prompt")
         return withNoGrad {
-            let caches = (0..<layerCount).map { _ in KVCache() }
+            let caches = (0..<layerCount).map { _ in LlamaKVCache() }
             var out: [Int] = []
             var input = prompt
             while out.count < maxTokens {
@@ -232,4 +232,14 @@ public final class LlamaForCausalLM: Module {
             }
         }
     }
+}
+
+/// Keys and values of earlier positions, for incremental decoding: [B, S, kvHeads·d] each (the
+/// projections' layout, after RoPE).
+public final class LlamaKVCache {
+    public var keys: Tensor?
+    public var values: Tensor?
+    public init() {}
+    /// Cached positions S.
+    public var length: Int { keys?.shape[1] ?? 0 }
 }

@@ -21,7 +21,7 @@ import FrugalData
         let model = try LlamaForCausalLM.load(directory: ModelFixtures.url("llama_tiny"))
         let ids = [1, 5, 9, 17, 33, 2]
         let full = withNoGrad { model(TokenBatch(ids: ids, batch: 1, length: 6)) }
-        let caches = (0..<model.layerCount).map { _ in KVCache() }
+        let caches = (0..<model.layerCount).map { _ in LlamaKVCache() }
         var steps: [Float] = []
         withNoGrad {
             steps += model(TokenBatch(ids: Array(ids[0..<3]), batch: 1, length: 3), caches: caches).array
