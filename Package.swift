@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "FrugalModels", targets: ["FrugalModels"]),
         .library(name: "FrugalMoE", targets: ["FrugalMoE"]),
         .library(name: "FrugalNAS", targets: ["FrugalNAS"]),
+        .library(name: "FrugalPEFT", targets: ["FrugalPEFT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,10 +40,12 @@ let package = Package(
         .target(name: "FrugalMoE", dependencies: ["FrugalCore", "FrugalNN", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         // SSF-NAS: DARTS/FairDARTS search, Barlow Twins, genotypes, retraining and evaluation.
         .target(name: "FrugalNAS", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
+        // DropPEFT: stochastic layer dropout, LoRA fine-tuning of pretrained transformers.
+        .target(name: "FrugalPEFT", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [
-                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE", "FrugalNAS",
+                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE", "FrugalNAS", "FrugalPEFT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
@@ -52,6 +55,7 @@ let package = Package(
         .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], swiftSettings: fast),
         .testTarget(name: "FrugalNASTests", dependencies: ["FrugalNAS"], swiftSettings: fast),
+        .testTarget(name: "FrugalPEFTTests", dependencies: ["FrugalPEFT"], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v6]

@@ -7,7 +7,7 @@ import FrugalModels
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print a table and write JSON.",
-        subcommands: [GEMMBenchCommand.self, TrainBench.self])
+        subcommands: [GEMMBenchCommand.self, TrainBench.self, LoRABench.self])
 }
 
 struct GEMMBenchCommand: ParsableCommand {

@@ -15,13 +15,7 @@ public final class LayerNorm: Module, Layer {
         if let bias { c.append(("bias", bias)) }
         return c
     }
-    public func forward(_ x: Tensor) -> Tensor {
-        let mu = x.mean(axis: -1, keepDims: true)
-        let xc = x - mu
-        let v = (xc * xc).mean(axis: -1, keepDims: true)
-        let y = xc / (v + eps).sqrt() * weight
-        return bias.map { y + $0 } ?? y
-    }
+    public func forward(_ x: Tensor) -> Tensor { x.layerNorm(weight: weight, bias: bias, eps: eps) }
 }
 
 /// Root-mean-square normalisation over the last axis: x / sqrt(mean(x²) + eps) * weight.
