@@ -164,6 +164,9 @@ struct MoEGenerate: ParsableCommand {
         var ids = tok.encode(prompt)
         if ids.isEmpty, let bos = m.config.bosTokenID { ids = [bos] }
         guard !ids.isEmpty else { throw CLIError("--prompt encodes to no tokens") }
+        guard ids.count <= m.config.maxPositions else {
+            throw CLIError("prompt of \(ids.count) tokens exceeds max_position_embeddings \(m.config.maxPositions) of \(model)")
+        }
         var stop = Set(m.config.eosTokenIDs)
         if let bt = tok as? ByteTokenizer, let e = bt.eos { stop.insert(e) }
         if ignoreEos { stop = [] }
