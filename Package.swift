@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "FrugalNN", targets: ["FrugalNN"]),
         .library(name: "FrugalData", targets: ["FrugalData"]),
         .library(name: "FrugalModels", targets: ["FrugalModels"]),
+        .library(name: "FrugalMoE", targets: ["FrugalMoE"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,10 +34,12 @@ let package = Package(
         .target(name: "FrugalModels", dependencies: ["FrugalNN", "FrugalData"], swiftSettings: fast),
         // Federated runtime: devices, rounds, clock, strategies; wire codecs; Caesar.
         .target(name: "FrugalFederated", dependencies: ["FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
+        // MoEpic: offload store, tiers, cache policies, predictor, planner, simulator, routing traces.
+        .target(name: "FrugalMoE", dependencies: ["FrugalModels", "FrugalNN", "FrugalCore"], swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [
-                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated",
+                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
@@ -44,6 +47,7 @@ let package = Package(
         .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
         .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], swiftSettings: fast),
+        .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v6]
