@@ -1,0 +1,206 @@
+import Foundation
+import Testing
+@testable import FrugalMoE
+
+/// Concave synthetic hit-rate curves: h_l(n) = (1 − e^{−n/τ_l}) scaled to h(E) = 1.
+func syntheticCurves(layers: Int, experts: Int, tau: (Int) -> Double) -> HitRateCurves {
+    HitRateCurves(hit: (0..<layers).map { l in
+        let t = tau(l), top = 1 - exp(-Double(experts) / t)
+        return (0...experts).map { (1 - exp(-Double($0) / t)) / top }
+    }, policy: "synthetic", uses: [Int](repeating: 1, count: layers))
+}
+
+func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, attn: Double = 1e-4,
+             p: Double = 0.8) -> [LayerTiming] {
+    (0..<layers).map { l in
+        LayerTiming(expertBytes: S, loadBandwidth: bw, loadLatency: 0, expertCompute: c, attention: attn,
+                    predictorAccuracy: l == 0 ? 0 : p)
+    }
+}
+
+@Suite struct CachePlannerTests {
+    @Test func layerTimeMatchesTheModelByHand() {
+        // k = 2, S/BW = 1 ms, c = 0.2 ms, attn = 0.1 ms, p = 0.8, θ = 0.5, h = 0.5:
+        // mean load = 1 − 0.25 = 0.75 ms; window = 0.1 + 0.4 = 0.5; prefetch stall = 1.5 − 0.5 = 1.0;
+        // demand = 2·0.2·0.75 = 0.3; overlap = 2·0.2·0.5·min(0.1, 0.5) = 0.02; T = 0.5 + 1.0 + 0.3 − 0.02 = 1.78 ms.
+        let pl = CachePlanner(timings: timings(layers: 2), curves: syntheticCurves(layers: 2, experts: 8) { _ in 4 }, topK: 2)
+        #expect(abs(pl.layerTime(1, theta: 0.5, hit: 0.5) - 1.78e-3) < 1e-12)
+        // θ = 0: h ignored; T = 0.5 + (2 − 0.5) + 2·0.2·1 = 2.4 ms.
+        #expect(abs(pl.layerTime(1, theta: 0, hit: 0.9) - 2.4e-3) < 1e-12)
+        #expect(pl.tops(1, budget: 3e6, theta: 0.5) == 6)
+        #expect(pl.tops(1, budget: 3e6, theta: 0.25) == 8)  // capped at E
+    }
+
+    @Test func fixedPointHoldsAndSolverIsTheGridOptimum() {
+        // Compute comparable to loads (c = S/BW / 3): the split pays, the fixed point is interior.
+        let L = 4, E = 32
+        for c in [3.3e-4, 2e-5] {
+            let pl = CachePlanner(timings: timings(layers: L, c: c), curves: syntheticCurves(layers: L, experts: E) { 4 + 4 * Double($0) },
+                                  topK: 2, thetaSteps: 32)
+            for l in 0..<L {
+                for B in [0.0, 2e6, 5e6, 1.2e7, 4e7] {
+                    let fp = pl.fixedPoint(l, budget: B)
+                    #expect(fp.converged)
+                    // Fixed-point property: θ* = argmin_θ T(θ, h(⌊B/(θ*S)⌋)).
+                    let h = pl.curves.h(l, pl.tops(l, budget: B, theta: fp.theta))
+                    #expect(pl.bestTheta(l, hit: h) == fp.theta)
+                    // The solver's answer is the minimum over every grid θ.
+                    let s = pl.solveLayer(l, budget: B)
+                    let brute = (0...32).map { pl.layerTime(l, budget: B, theta: Double($0) / 32) }.min()!
+                    #expect(abs(s.time - brute) <= 1e-15 + 1e-12 * brute)
+                    #expect(s.time <= pl.layerTime(l, budget: B, theta: fp.theta) + 1e-15)
+                }
+            }
+        }
+    }
+
+    @Test func divideAndConquerEqualsExhaustiveSplit() throws {
+        // 3 layers, 8 budget units: enumerate every split of the units.
+        let L = 3, E = 16
+        var pl = CachePlanner(timings: timings(layers: L, c: 1e-4), curves: syntheticCurves(layers: L, experts: E) { 2 + 6 * Double($0) },
+                              topK: 2, thetaSteps: 16, budgetUnits: 8, stagingBytes: 4e6)
+        pl.otherTime = 1e-3
+        let total = 4e6 + 8e6
+        let plan = try pl.plan(totalBudget: total)
+        let unit = 8e6 / 8
+        var best = Double.infinity
+        for a in 0...8 { for b in 0...(8 - a) { for c in 0...(8 - a - b) {
+            let t = [a, b, c].enumerated().map { pl.solveLayer($0.offset, budget: Double($0.element) * unit).time }.reduce(0, +)
+            best = min(best, t)
+        } } }
+        #expect(abs(plan.timePerToken - (best + 1e-3)) < 1e-12)
+        #expect(plan.budgets.reduce(0, +) <= 8e6 + 1e-6)
+        for lp in plan.layers where lp.theta > 0 {
+            #expect(Double(lp.cachedTops) * lp.theta * 1e6 <= lp.budget + 1e-6)
+        }
+        // Beats (or ties) every uniform configuration in the model.
+        #expect(plan.timePerToken <= pl.bestUniform(totalBudget: total).timePerToken + 1e-15)
+        #expect(plan.timePerToken <= pl.uniform(totalBudget: total, theta: 0).timePerToken)
+        #expect(plan.timePerToken <= pl.uniform(totalBudget: total, theta: 1).timePerToken)
+    }
+
+    @Test func skewedLayersGetMoreBudget() throws {
+        // Layer 0 is unpredictable (p = 0) and its experts concentrate (τ small): it should get more than a share.
+        let L = 4, E = 32
+        let pl = CachePlanner(timings: timings(layers: L, c: 5e-5), curves: syntheticCurves(layers: L, experts: E) { $0 == 0 ? 3 : 30 },
+                              topK: 2, budgetUnits: 64, stagingBytes: 0)
+        let plan = try pl.plan(totalBudget: 2e7)
+        #expect(plan.layers[0].budget > 2e7 / 4)
+        #expect(plan.timePerToken < pl.bestUniform(totalBudget: 2e7).timePerToken)
+    }
+
+    @Test func budgetBelowWorkingSetIsAnError() {
+        let pl = CachePlanner(timings: timings(layers: 2), curves: syntheticCurves(layers: 2, experts: 8) { _ in 4 }, topK: 2)
+        #expect(pl.stagingBytes == 4e6)
+        do { _ = try pl.plan(totalBudget: 1e6); Issue.record("expected an error") } catch {
+            #expect("\(error)".contains("smaller than one layer's working set"))
+        }
+    }
+
+    @Test func budgetParsing() throws {
+        #expect(try parseMemoryBudget("512MiB", totalExpertBytes: 0) == 512 * 1_048_576)
+        #expect(try parseMemoryBudget("2GB", totalExpertBytes: 0) == 2e9)
+        #expect(try parseMemoryBudget("40%", totalExpertBytes: 1000) == 400)
+        #expect(try parseMemoryBudget("1234", totalExpertBytes: 0) == 1234)
+        #expect(throws: MoETraceError.self) { try parseMemoryBudget("150%", totalExpertBytes: 1) }
+        #expect(throws: MoETraceError.self) { try parseMemoryBudget("lots", totalExpertBytes: 1) }
+        #expect(throws: MoETraceError.self) { try parseMemoryBudget("-3GB", totalExpertBytes: 1) }
+    }
+
+    @Test func plannerOnSampleTraceCurves() throws {
+        let t = try RoutingTrace.read(path: try fixturePath("qwen3-sample.route.csv"))
+        let sc = try SimScenario.make(trace: t, profile: nil, hardware: .rtx4090, predictorAccuracy: 0.9)
+        #expect(sc.warmup == 2 && sc.tokens.count == 12 && sc.topK == 6)
+        let pl = sc.planner(curves: sc.curves())
+        let total = sc.totalExpertBytes / 2
+        let plan = try pl.plan(totalBudget: total)
+        #expect(plan.layers.count == 4)
+        #expect(plan.budgets.reduce(0, +) <= total - pl.stagingBytes + 1)
+        #expect(plan.timePerToken <= pl.bestUniform(totalBudget: total).timePerToken + 1e-15)
+    }
+}
+
+@Suite struct SimulatorTests {
+    func oneLayer(_ seq: [[Int]], layers: Int = 1) -> [TokenRouting] {
+        seq.enumerated().map { i, s in
+            var t = TokenRouting(turn: 0, phase: 1, step: i, layers: layers)
+            for l in 0..<layers { t.experts[l] = s.enumerated().map { (slot: $0, expert: $1, weight: 1) } }
+            return t
+        }
+    }
+    // S/BW = 1 ms, latency 0.01 ms, c = 0.2 ms, attn = 0.1 ms.
+    let tm = LayerTiming(expertBytes: 1e6, loadBandwidth: 1e9, loadLatency: 1e-5, expertCompute: 2e-4, attention: 1e-4,
+                         predictorAccuracy: 1)
+
+    @Test func onDemandAndFullByHand() {
+        let toks = oneLayer([[0], [1], [0]])
+        let sim = MoESimulator(timings: [tm])
+        let od = NativeSimPolicy(kind: .onDemand, experts: 2, expertBytes: [1e6], thetas: [1], tops: [0])
+        let r = sim.run(policy: od, tokens: toks, experts: 2)
+        #expect(abs(r.tpot - (1e-4 + 1e-5 + 1e-3 + 2e-4)) < 1e-12)
+        #expect(abs(r.stallPerToken - (1e-5 + 1e-3)) < 1e-12)
+        #expect(r.hitRate == 0 && r.bytesPerToken == 1e6)
+        let full = NativeSimPolicy(kind: .full, experts: 2, expertBytes: [1e6], thetas: [1], tops: [2])
+        let f = sim.run(policy: full, tokens: toks, experts: 2)
+        #expect(abs(f.tpot - 3e-4) < 1e-12 && f.hitRate == 1 && f.bytesPerToken == 0)
+    }
+
+    @Test func splitTopComputesWhileBottomLoads() {
+        // MoEpic, θ = 0.5, one top cached: token 0 loads expert 0 whole (miss), token 1 reuses it: bottom (0.5 ms)
+        // loads while the top computes (0.1 ms); then the bottom computes (0.1 ms).
+        let toks = oneLayer([[0], [0]])
+        let sim = MoESimulator(timings: [tm])
+        let p = NativeSimPolicy(kind: .moepic, experts: 2, expertBytes: [1e6], thetas: [0.5], tops: [1])
+        let r = sim.run(policy: p, tokens: toks, experts: 2, countFrom: 1)
+        #expect(abs(r.tpot - (1e-4 + max(1e-4, 1e-5 + 5e-4) + 1e-4)) < 1e-12)
+        #expect(r.cacheHitRate == 1 && r.hitRate == 0 && r.bytesPerToken == 5e5)
+        // Whole-expert LRU with one slot: token 1 is a full hit.
+        let lru = NativeSimPolicy(kind: .lru, experts: 2, expertBytes: [1e6], thetas: [1], tops: [1])
+        let r2 = sim.run(policy: lru, tokens: toks, experts: 2, countFrom: 1)
+        #expect(abs(r2.tpot - 3e-4) < 1e-12 && r2.hitRate == 1)
+    }
+
+    @Test func perfectPrefetchHidesTheNextLayer() {
+        // Two layers, top-1, no cache, predictor exact: layer 1's expert loads during layer 0's work.
+        // Layer 0: attn 0.1, demand load 1.01 (ends 1.11), compute to 1.31; prefetch of layer 1 queued after the
+        // demand load: 1.11 → 2.12. Layer 1: attn 1.31 → 1.41, waits to 2.12, computes to 2.32 ms.
+        let toks = oneLayer([[0]], layers: 2)
+        let sim = MoESimulator(timings: [tm, tm])
+        let p = NativeSimPolicy(kind: .prefetch, experts: 2, expertBytes: [1e6, 1e6], thetas: [1, 1], tops: [0, 0])
+        let r = sim.run(policy: p, tokens: toks, experts: 2)
+        #expect(abs(r.tpot - 2.32e-3) < 1e-12)
+        #expect(r.hitRate == 0.5)  // layer 1's activation needed no demand load
+        #expect(r.wastedPrefetchShare == 0)
+    }
+
+    @Test func demandLoadsOvertakeQueuedPrefetches() {
+        // Prefetch (accuracy 0: a wrong expert) for layer 1 is queued behind layer 0's demand load; layer 1's demand
+        // load must wait only for the transfer in progress, not for queued ones.
+        var t0 = tm; t0.predictorAccuracy = 0
+        let toks = oneLayer([[0]], layers: 2)
+        let sim = MoESimulator(timings: [t0, t0])
+        let p = NativeSimPolicy(kind: .prefetch, experts: 4, expertBytes: [1e6, 1e6], thetas: [1, 1], tops: [0, 0])
+        let r = sim.run(policy: p, tokens: toks, experts: 4)
+        // Layer 0 as above to 1.31 ms; the wrong prefetch runs 1.11 → 2.12 (started: not overtaken);
+        // layer 1 attn to 1.41, demand load 2.12 → 3.13, compute to 3.33 ms.
+        #expect(abs(r.tpot - 3.33e-3) < 1e-12)
+        #expect(abs(r.wastedPrefetchShare - 1.0 / 3) < 1e-12)
+    }
+
+    @Test func syntheticTraceKeepsPopularity() throws {
+        let t = try RoutingTrace.read(path: try fixturePath("qwen3-sample.route.csv"))
+        let toks = t.tokens()
+        let st = RoutingStatistics(tokens: toks, layers: 4, experts: 128, topK: 6)
+        #expect(st.popularity[0].reduce(0, +) == 72)
+        let syn = st.synthesize(tokens: 400, seed: 3)
+        #expect(syn.count == 400)
+        for tok in syn { for l in 0..<4 { #expect(Set(tok.selected(l)).count == 6) } }
+        // Experts never used in the sample are rare in the synthetic trace (smoothing only).
+        let unused = Set(0..<128).subtracting(toks.flatMap { $0.selected(0) })
+        let share = Double(syn.flatMap { $0.selected(0) }.filter { unused.contains($0) }.count) / Double(400 * 6)
+        #expect(share < 0.2)
+        // Adaptation to 8 experts top-2 and 2 layers.
+        let ad = adaptTokens(toks, traceLayers: 4, toLayers: 2, experts: 8, topK: 2)
+        #expect(ad[0].selected(1) == Array(toks[0].selected(2).map { $0 % 8 }.reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }.prefix(2)))
+    }
+}
