@@ -57,13 +57,16 @@ public struct BudgetPlan: Sendable, Codable, Equatable {
 /// MoEpic's cache configuration: each layer's budget B_l and split ratio θ_l, chosen by divide and conquer over
 /// layers around an inner fixed-point iteration on θ_l, from hit-rate curves h_l(n) and per-layer timings.
 ///
-/// Latency model (systems.md §1): per layer and token, with k activated experts, predictor accuracy p, hit rate
-/// h = h_l(⌊B/(θS)⌋), mean load L = (1−θh)·S/BW (+ latency), prefetch window W = T_attn + k·c:
+/// Latency model (systems.md §1, extended): per layer and token, with k activated experts, predictor accuracy p,
+/// n = ⌊B/(θS)⌋ cached tops, hit rate h = h_l(n), mean load L = (1−θh)·S/BW (+ latency), load of a mispredicted
+/// expert L' = (1−θ·n/E)·S/BW, prefetched volume P = k·p·L + k(1−p)·L', window W = T_attn + k·c:
 ///
-///     T_l = T_attn + k·c + max(0, k·L − W) + k(1−p)·L − k(1−p)·h·min(θc, (1−θ)S/BW)
+///     T_l = max(T_attn + k·c + max(0, P − W) + k(1−p)·L − k(1−p)·h·min(θc, (1−θ)S/BW),  P + k(1−p)·L)
 ///
-/// The first stall term is the prefetched (predicted) loads not hidden by the window, the second the loads of the
-/// experts the prediction missed, and the last the overlap of a cached top's compute with its bottom's load.
+/// The first stall term is the prefetched loads not hidden by the window, the second the loads of the experts the
+/// prediction missed, the third the overlap of a cached top's compute with its bottom's load; the second operand
+/// of the max is the link's busy time (mispredicted prefetches included), which bounds the layer when loads
+/// dominate. Without the link bound the model credits the split for overlap the saturated link cannot deliver.
 public struct CachePlanner: Sendable {
     public var timings: [LayerTiming]
     public var curves: HitRateCurves
@@ -99,32 +102,38 @@ public struct CachePlanner: Sendable {
         return n >= Double(experts) ? experts : max(0, Int(n))
     }
 
-    /// T_l for split ratio θ and hit rate h.
-    @inline(__always) public func layerTime(_ l: Int, theta: Double, hit h: Double) -> Double {
+    /// T_l for split ratio θ, hit rate h and n cached tops (a mispredicted expert is cached with chance n/E).
+    @inline(__always) public func layerTime(_ l: Int, theta: Double, hit h: Double, tops n: Int) -> Double {
         let t = timings[l]
         let k = Double(topK), S = t.expertBytes, c = t.expertCompute
         let hh = theta > 0 ? h : 0
+        let share = theta > 0 && experts > 0 ? min(1, Double(n) / Double(experts)) : 0
         let meanLoad = t.load(S) - hh * (S * theta / t.loadBandwidth)
+        let wrongLoad = t.load(S) - share * (S * theta / t.loadBandwidth)
         let window = t.attention + k * c
         let p = max(0, min(1, t.predictorAccuracy))
-        let prefetchStall = max(0, k * meanLoad - window)
+        let prefetched = k * p * meanLoad + k * (1 - p) * wrongLoad
+        let prefetchStall = max(0, prefetched - window)
         let demand = k * (1 - p) * meanLoad
         let overlap = k * (1 - p) * hh * min(theta * c, (1 - theta) * S / t.loadBandwidth)
-        return t.attention + k * c + prefetchStall + demand - overlap
+        let critical = t.attention + k * c + prefetchStall + demand - overlap
+        // The link carries every load of the layer; when it is the bottleneck the layer is link-bound.
+        return max(critical, prefetched + demand)
     }
 
     /// T_l for split ratio θ under budget B (hit rate from the curve).
     public func layerTime(_ l: Int, budget: Double, theta: Double) -> Double {
-        layerTime(l, theta: theta, hit: curves.h(l, tops(l, budget: budget, theta: theta)))
+        let n = tops(l, budget: budget, theta: theta)
+        return layerTime(l, theta: theta, hit: curves.h(l, n), tops: n)
     }
 
     /// Best response with the hit rate held fixed: argmin_θ T_l(θ, h), smallest such θ on the grid (a smaller θ
     /// fits more tops, so among equal latencies it is the better start for the next iteration).
-    public func bestTheta(_ l: Int, hit h: Double) -> Double {
+    public func bestTheta(_ l: Int, hit h: Double, tops n: Int) -> Double {
         var best = 0.0, bestT = Double.infinity
         for j in 0...thetaSteps {
             let th = Double(j) / Double(thetaSteps)
-            let T = layerTime(l, theta: th, hit: h)
+            let T = layerTime(l, theta: th, hit: h, tops: n)
             if T < bestT * (1 - 1e-12) { bestT = T; best = th }
         }
         return best
@@ -145,7 +154,7 @@ public struct CachePlanner: Sendable {
                 if T < bestT * (1 - 1e-12) { bestT = T; bestTheta = th }
             }
         }
-        let zeroT = layerTime(l, theta: 0, hit: 0)
+        let zeroT = layerTime(l, theta: 0, hit: 0, tops: 0)
         if zeroT < bestT * (1 - 1e-12) { bestT = zeroT; bestTheta = 0 }
         let n = tops(l, budget: budget, theta: bestTheta)
         return LayerPlan(budget: budget, theta: bestTheta, cachedTops: n,
@@ -158,8 +167,8 @@ public struct CachePlanner: Sendable {
     public func fixedPoint(_ l: Int, budget: Double) -> (theta: Double, iterations: Int, converged: Bool) {
         var theta = 1.0
         for it in 1...maxIterations {
-            let h = curves.h(l, tops(l, budget: budget, theta: theta))
-            let next = bestTheta(l, hit: h)
+            let n = tops(l, budget: budget, theta: theta)
+            let next = bestTheta(l, hit: curves.h(l, n), tops: n)
             if next == theta { return (theta, it, true) }
             theta = next
             if theta == 0 { return (0, it, true) }
@@ -226,7 +235,7 @@ public struct CachePlanner: Sendable {
             let n = tops(l, budget: budgets[l], theta: thetas[l])
             let h = thetas[l] > 0 ? curves.h(l, n) : 0
             return LayerPlan(budget: budgets[l], theta: thetas[l], cachedTops: n, hitRate: h,
-                             time: layerTime(l, theta: thetas[l], hit: h), iterations: 0)
+                             time: layerTime(l, theta: thetas[l], hit: h, tops: n), iterations: 0)
         }
         return BudgetPlan(layers: layers, timePerToken: layers.reduce(otherTime) { $0 + $1.time },
                          cacheBytes: max(0, totalBudget - stagingBytes), totalBudget: totalBudget)

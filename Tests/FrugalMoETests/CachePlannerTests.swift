@@ -20,13 +20,18 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
 
 @Suite struct CachePlannerTests {
     @Test func layerTimeMatchesTheModelByHand() {
-        // k = 2, S/BW = 1 ms, c = 0.2 ms, attn = 0.1 ms, p = 0.8, θ = 0.5, h = 0.5:
-        // mean load = 1 − 0.25 = 0.75 ms; window = 0.1 + 0.4 = 0.5; prefetch stall = 1.5 − 0.5 = 1.0;
-        // demand = 2·0.2·0.75 = 0.3; overlap = 2·0.2·0.5·min(0.1, 0.5) = 0.02; T = 0.5 + 1.0 + 0.3 − 0.02 = 1.78 ms.
+        // k = 2, S/BW = 1 ms, c = 0.2 ms, attn = 0.1 ms, p = 0.8, θ = 0.5, h = 0.5, n = 4 of 8:
+        // mean load = 1 − 0.25 = 0.75 ms; mispredicted load = 1 − 0.5·0.5 = 0.75; prefetched = 1.2 + 0.3 = 1.5;
+        // window = 0.1 + 0.4 = 0.5; prefetch stall = 1.0; demand = 2·0.2·0.75 = 0.3;
+        // overlap = 2·0.2·0.5·min(0.1, 0.5) = 0.02; critical path = 0.5 + 1.0 + 0.3 − 0.02 = 1.78 ms;
+        // link = 1.5 + 0.3 = 1.8 ms -> T = 1.8 ms.
         let pl = CachePlanner(timings: timings(layers: 2), curves: syntheticCurves(layers: 2, experts: 8) { _ in 4 }, topK: 2)
-        #expect(abs(pl.layerTime(1, theta: 0.5, hit: 0.5) - 1.78e-3) < 1e-12)
-        // θ = 0: h ignored; T = 0.5 + (2 − 0.5) + 2·0.2·1 = 2.4 ms.
-        #expect(abs(pl.layerTime(1, theta: 0, hit: 0.9) - 2.4e-3) < 1e-12)
+        #expect(abs(pl.layerTime(1, theta: 0.5, hit: 0.5, tops: 4) - 1.8e-3) < 1e-12)
+        // Compute-bound: c = 2 ms: critical = 0.1 + 4 + max(0, 1.5 − 4.1) + 0.3 − 2·0.2·0.5·min(1, 0.5) = 4.3 ms.
+        let pc = CachePlanner(timings: timings(layers: 2, c: 2e-3), curves: pl.curves, topK: 2)
+        #expect(abs(pc.layerTime(1, theta: 0.5, hit: 0.5, tops: 4) - 4.3e-3) < 1e-12)
+        // θ = 0: h ignored; T = 0.5 + (2 − 0.5) + 2·0.2·1 = 2.4 ms (= link 2.0 + 0.4).
+        #expect(abs(pl.layerTime(1, theta: 0, hit: 0.9, tops: 8) - 2.4e-3) < 1e-12)
         #expect(pl.tops(1, budget: 3e6, theta: 0.5) == 6)
         #expect(pl.tops(1, budget: 3e6, theta: 0.25) == 8)  // capped at E
     }
@@ -42,8 +47,8 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
                     let fp = pl.fixedPoint(l, budget: B)
                     #expect(fp.converged)
                     // Fixed-point property: θ* = argmin_θ T(θ, h(⌊B/(θ*S)⌋)).
-                    let h = pl.curves.h(l, pl.tops(l, budget: B, theta: fp.theta))
-                    #expect(pl.bestTheta(l, hit: h) == fp.theta)
+                    let n = pl.tops(l, budget: B, theta: fp.theta)
+                    #expect(pl.bestTheta(l, hit: pl.curves.h(l, n), tops: n) == fp.theta)
                     // The solver's answer is the minimum over every grid θ.
                     let s = pl.solveLayer(l, budget: B)
                     let brute = (0...32).map { pl.layerTime(l, budget: B, theta: Double($0) / 32) }.min()!
@@ -185,6 +190,18 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         // layer 1 attn to 1.41, demand load 2.12 → 3.13, compute to 3.33 ms.
         #expect(abs(r.tpot - 3.33e-3) < 1e-12)
         #expect(abs(r.wastedPrefetchShare - 1.0 / 3) < 1e-12)
+    }
+
+    @Test func demandLoadCutsAPrefetchAtAChunkBoundary() {
+        // As above with 0.25 MB chunks: at 1.41 ms the wrong prefetch (started 1.11) has moved 0.29 MB, so it
+        // stops at 0.5 MB (1.62 ms); the demand load runs 1.62 → 2.63, compute to 2.83 ms.
+        var t0 = tm; t0.predictorAccuracy = 0
+        let toks = oneLayer([[0]], layers: 2)
+        var sim = MoESimulator(timings: [t0, t0])
+        sim.chunkBytes = 2.5e5
+        let p = NativeSimPolicy(kind: .prefetch, experts: 4, expertBytes: [1e6, 1e6], thetas: [1, 1], tops: [0, 0])
+        let r = sim.run(policy: p, tokens: toks, experts: 4)
+        #expect(abs(r.tpot - 2.83e-3) < 1e-12)
     }
 
     @Test func syntheticTraceKeepsPopularity() throws {

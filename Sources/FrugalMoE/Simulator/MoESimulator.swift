@@ -27,10 +27,13 @@ public struct MoESimulator {
     public var otherTime: Double = 0
     /// Seed of the predictor's errors.
     public var seed: UInt64 = 7
+    /// Prefetches move in chunks of this many bytes; a demand load waits for the chunk in progress, not for the
+    /// rest of the prefetch (0: prefetches in progress are never interrupted).
+    public var chunkBytes: Double = 4 * 1_048_576
 
     public init(timings: [LayerTiming], otherTime: Double = 0) { self.timings = timings; self.otherTime = otherTime }
 
-    struct Transfer { var seg: SimSegment; var bytes: Double; var start: Double; var end: Double }
+    struct Transfer { var seg: SimSegment; var bytes: Double; var start: Double; var end: Double; var demand: Bool }
 
     /// Runs `tokens`; tokens before `countFrom` warm caches (same protocol) but are not timed.
     /// `experts`: per-layer expert count (for mispredicted picks).
@@ -46,14 +49,25 @@ public struct MoESimulator {
         var prefetchedUnused: [SimSegment: Double] = [:]
 
         func schedule(_ loads: [SimLoad], at t: Double) {
-            // Demand loads overtake queued prefetches that have not started by t.
+            // Demand loads overtake queued prefetches that have not started by t, and cut the prefetch in progress
+            // at its next chunk boundary (its remainder is queued again after them).
             let demand = loads.filter(\.demand), pre = loads.filter { !$0.demand }
             if !demand.isEmpty {
-                let postponed = queue.filter { $0.start > t }
+                var postponed = queue.filter { $0.start > t }.map { SimLoad(segment: $0.seg, bytes: $0.bytes, demand: false) }
                 queue.removeAll { $0.start > t }
+                if chunkBytes > 0, let i = queue.indices.last, !queue[i].demand, queue[i].end > t {
+                    let q = queue[i], tm = timings[q.seg.layer]
+                    let done = max(0, (t - q.start - tm.loadLatency) * tm.loadBandwidth)
+                    let cut = (done / chunkBytes).rounded(.up) * chunkBytes
+                    if cut < q.bytes {
+                        queue[i].bytes = cut
+                        queue[i].end = q.start + tm.loadLatency + cut / tm.loadBandwidth
+                        postponed.insert(SimLoad(segment: q.seg, bytes: q.bytes - cut, demand: false), at: 0)
+                    }
+                }
                 linkFree = max(queue.last?.end ?? 0, t)
                 for ld in demand { append(ld, t) }
-                for p in postponed { append(SimLoad(segment: p.seg, bytes: p.bytes, demand: false), t) }
+                for p in postponed { append(p, t) }
             }
             for ld in pre { append(ld, t) }
             if queue.count > 256 { queue.removeFirst(queue.count - 256) }
@@ -62,7 +76,7 @@ public struct MoESimulator {
             let start = max(linkFree, t)
             let tm = timings[ld.segment.layer]
             let end = start + tm.load(ld.bytes)
-            queue.append(Transfer(seg: ld.segment, bytes: ld.bytes, start: start, end: end))
+            queue.append(Transfer(seg: ld.segment, bytes: ld.bytes, start: start, end: end, demand: ld.demand))
             arrival[ld.segment] = end
             linkFree = end
         }
