@@ -66,7 +66,8 @@ public struct BudgetPlan: Sendable, Codable, Equatable {
 /// The first stall term is the prefetched loads not hidden by the window, the second the loads of the experts the
 /// prediction missed, the third the overlap of a cached top's compute with its bottom's load; the second operand
 /// of the max is the link's busy time (mispredicted prefetches included), which bounds the layer when loads
-/// dominate. Without the link bound the model credits the split for overlap the saturated link cannot deliver.
+/// dominate. The critical path also pays, when any expert needs a demand load, the wait for the prefetch chunk
+/// in progress on a busy link (see `chunkBytes`). Without the link bound the model credits the split for overlap the saturated link cannot deliver.
 public struct CachePlanner: Sendable {
     public var timings: [LayerTiming]
     public var curves: HitRateCurves
@@ -81,6 +82,9 @@ public struct CachePlanner: Sendable {
     public var stagingBytes: Double
     /// Fixed-point iteration limit of the inner solver.
     public var maxIterations = 50
+    /// Prefetches move in chunks of this many bytes: a layer's demand loads first wait for the chunk in progress
+    /// (on average half a chunk, when the link is busy). 0: no wait.
+    public var chunkBytes: Double = 1_048_576
 
     public init(timings: [LayerTiming], curves: HitRateCurves, topK: Int, thetaSteps: Int = 64, budgetUnits: Int = 256,
                 otherTime: Double = 0, stagingBytes: Double? = nil) {
@@ -116,7 +120,14 @@ public struct CachePlanner: Sendable {
         let prefetchStall = max(0, prefetched - window)
         let demand = k * (1 - p) * meanLoad
         let overlap = k * (1 - p) * hh * min(theta * c, (1 - theta) * S / t.loadBandwidth)
-        let critical = t.attention + k * c + prefetchStall + demand - overlap
+        // A layer with any demand load waits for the prefetch chunk in progress: P(some expert needs a demand load)
+        // × P(link busy) × half a chunk. With θ < 1 every mispredicted expert needs its bottom; at θ = 1 only the
+        // mispredicted ones not cached.
+        let pDemand = (1 - p) * (theta < 1 ? 1 : 1 - hh)
+        let someDemand = 1 - pow(1 - pDemand, k)
+        let busy = window > 0 ? min(1, prefetched / window) : 1
+        let wait = someDemand * busy * 0.5 * chunkBytes / t.loadBandwidth
+        let critical = t.attention + k * c + prefetchStall + demand - overlap + wait
         // The link carries every load of the layer; when it is the bottleneck the layer is link-bound.
         return max(critical, prefetched + demand)
     }

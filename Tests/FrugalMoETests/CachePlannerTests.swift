@@ -25,11 +25,17 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         // window = 0.1 + 0.4 = 0.5; prefetch stall = 1.0; demand = 2·0.2·0.75 = 0.3;
         // overlap = 2·0.2·0.5·min(0.1, 0.5) = 0.02; critical path = 0.5 + 1.0 + 0.3 − 0.02 = 1.78 ms;
         // link = 1.5 + 0.3 = 1.8 ms -> T = 1.8 ms.
-        let pl = CachePlanner(timings: timings(layers: 2), curves: syntheticCurves(layers: 2, experts: 8) { _ in 4 }, topK: 2)
+        var pl = CachePlanner(timings: timings(layers: 2), curves: syntheticCurves(layers: 2, experts: 8) { _ in 4 }, topK: 2)
+        pl.chunkBytes = 0
         #expect(abs(pl.layerTime(1, theta: 0.5, hit: 0.5, tops: 4) - 1.8e-3) < 1e-12)
         // Compute-bound: c = 2 ms: critical = 0.1 + 4 + max(0, 1.5 − 4.1) + 0.3 − 2·0.2·0.5·min(1, 0.5) = 4.3 ms.
-        let pc = CachePlanner(timings: timings(layers: 2, c: 2e-3), curves: pl.curves, topK: 2)
+        var pc = CachePlanner(timings: timings(layers: 2, c: 2e-3), curves: pl.curves, topK: 2)
+        pc.chunkBytes = 0
         #expect(abs(pc.layerTime(1, theta: 0.5, hit: 0.5, tops: 4) - 4.3e-3) < 1e-12)
+        // Chunk wait: 0.2 MB chunks (0.2 ms): P(demand) = 0.2 per expert at θ < 1 -> 1 − 0.8² = 0.36; link busy
+        // min(1, 1.5/4.1); wait = 0.36 · (1.5/4.1) · 0.1 ms.
+        pc.chunkBytes = 2e5
+        #expect(abs(pc.layerTime(1, theta: 0.5, hit: 0.5, tops: 4) - (4.3e-3 + 0.36 * (1.5 / 4.1) * 1e-4)) < 1e-12)
         // θ = 0: h ignored; T = 0.5 + (2 − 0.5) + 2·0.2·1 = 2.4 ms (= link 2.0 + 0.4).
         #expect(abs(pl.layerTime(1, theta: 0, hit: 0.9, tops: 8) - 2.4e-3) < 1e-12)
         #expect(pl.tops(1, budget: 3e6, theta: 0.5) == 6)
@@ -183,7 +189,8 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         // load must wait only for the transfer in progress, not for queued ones.
         var t0 = tm; t0.predictorAccuracy = 0
         let toks = oneLayer([[0]], layers: 2)
-        let sim = MoESimulator(timings: [t0, t0])
+        var sim = MoESimulator(timings: [t0, t0])
+        sim.chunkBytes = 0
         let p = NativeSimPolicy(kind: .prefetch, experts: 4, expertBytes: [1e6, 1e6], thetas: [1, 1], tops: [0, 0])
         let r = sim.run(policy: p, tokens: toks, experts: 4)
         // Layer 0 as above to 1.31 ms; the wrong prefetch runs 1.11 → 2.12 (started: not overtaken);

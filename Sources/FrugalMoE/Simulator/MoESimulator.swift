@@ -29,7 +29,7 @@ public struct MoESimulator {
     public var seed: UInt64 = 7
     /// Prefetches move in chunks of this many bytes; a demand load waits for the chunk in progress, not for the
     /// rest of the prefetch (0: prefetches in progress are never interrupted).
-    public var chunkBytes: Double = 4 * 1_048_576
+    public var chunkBytes: Double = 1_048_576
 
     public init(timings: [LayerTiming], otherTime: Double = 0) { self.timings = timings; self.otherTime = otherTime }
 
