@@ -34,8 +34,9 @@ let package = Package(
         .target(name: "FrugalModels", dependencies: ["FrugalNN", "FrugalData"], swiftSettings: fast),
         // Federated runtime: devices, rounds, clock, strategies; wire codecs; Caesar.
         .target(name: "FrugalFederated", dependencies: ["FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
-        // MoEpic: offload store, tiers, cache policies, predictor, planner, simulator, routing traces.
-        .target(name: "FrugalMoE", dependencies: ["FrugalModels", "FrugalNN", "FrugalCore"], swiftSettings: fast, linkerSettings: libm),
+        // MoEpic: expert split, offload store, tiers, cache policies, predictor, offloading executor, planner,
+        // simulator, routing traces.
+        .target(name: "FrugalMoE", dependencies: ["FrugalCore", "FrugalNN", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [
@@ -46,7 +47,7 @@ let package = Package(
         .testTarget(name: "FrugalCoreTests", dependencies: ["FrugalCore"], swiftSettings: fast),
         .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
-        .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], swiftSettings: fast),
+        .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],

@@ -2,15 +2,6 @@ import ArgumentParser
 import Foundation
 import FrugalMoE
 
-/// Temporary `moe` group for the planner and simulator; the lead wires `MoEPlanCommand` and `MoESimulateCommand`
-/// into the model's `moe` command.
-struct MoEPlanGroup: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "moe",
-        abstract: "MoEpic planning and simulation (offloaded Mixture-of-Experts inference).",
-        subcommands: [MoEPlanCommand.self, MoESimulateCommand.self])
-}
-
 /// Options shared by `moe plan` and `moe simulate`: the machine, the model's dimensions and the routing.
 struct MoEScenarioOptions: ParsableArguments {
     @Option(help: "Routing trace (route_trace v1 CSV, e.g. $FRUGAL_DATA/moe-traces/qwen3-30b-a3b.route.csv).")
@@ -165,6 +156,8 @@ struct MoESimulateCommand: ParsableCommand {
     var fitFraction = 0.0
     @Flag(help: "Compare the planner's plan with uniform plans (best single θ, θ = 0, θ = 1) on held-out tokens.")
     var planStudy = false
+    @Flag(help: "Use the simulator's own replay policies instead of the engine's policy objects.")
+    var native = false
     @Option(help: "Write the results as JSON.")
     var json: String?
 
@@ -201,13 +194,19 @@ struct MoESimulateCommand: ParsableCommand {
               + "\(mib(sc.expertBytes.max() ?? 0)) MiB; hardware \(sc.hardware.name) (link \(fmt(sc.hardware.loadBandwidth / 1e9)) GB/s); "
               + "budget \(mib(total)) MiB (\(fmt(100 * total / sc.totalExpertBytes))% of experts); predictor accuracy \(scenario.predictorAccuracy)")
         let tm = sc.timings[0]
+        print("policies: " + (native ? "simulator replay (--native)" : "the engine's policy objects (PolicyFactory)"))
         print("per expert: load \(ms(tm.load(tm.expertBytes))) ms, compute \(ms(tm.expertCompute)) ms "
               + "(load/compute \(fmt(tm.load(tm.expertBytes) / tm.expertCompute))x); attention \(ms(tm.attention)) ms; "
               + "scored tokens \(sc.tokens.count - scoreWarm)" + (frac > 0 ? " (plan fitted on \(nFit))" : ""))
         var results: [SimResult] = []
+        func makePolicy(_ k: NativeSimPolicy.Kind, _ bp: BudgetPlan) throws -> SimPolicy {
+            if native { return sc.policy(k, totalBudget: total, plan: bp, staging: pl.stagingBytes) }
+            do {
+                return try sc.enginePolicy(PolicyKind(rawValue: k.rawValue)!, totalBudget: total, plan: bp)
+            } catch { throw CLIError("policy \(k.rawValue): \(error)") }
+        }
         for k in kinds {
-            let p = sc.policy(k, totalBudget: total, plan: plan, staging: pl.stagingBytes)
-            results.append(sc.simulate(p, warmup: scoreWarm, seed: scenario.seed &+ 7))
+            results.append(sc.simulate(try makePolicy(k, plan), warmup: scoreWarm, seed: scenario.seed &+ 7))
         }
         let moe = results.first { $0.policy == "moepic" }
         printTable(["policy", "TPOT ms", "tok/s", "hit", "cache hit", "stall ms", "MB/token", "moepic vs"], results.map { r in
@@ -224,7 +223,7 @@ struct MoESimulateCommand: ParsableCommand {
             var bestTheta = 0.0, bestFit = Double.infinity
             for j in 0...20 {
                 let th = Double(j) / 20
-                let p = sc.policy(.moepic, totalBudget: total, plan: pl.uniform(totalBudget: total, theta: th), staging: pl.stagingBytes)
+                let p = try makePolicy(.moepic, pl.uniform(totalBudget: total, theta: th))
                 let r = sc.simulate(p, tokens: fitTokens, warmup: sc.warmup, seed: scenario.seed &+ 7)
                 if r.tpot < bestFit { bestFit = r.tpot; bestTheta = th }
             }
@@ -236,8 +235,7 @@ struct MoESimulateCommand: ParsableCommand {
                 ("uniform, theta 1", pl.uniform(totalBudget: total, theta: 1)),
             ]
             for (name, bp) in cands {
-                let r = sc.simulate(sc.policy(.moepic, totalBudget: total, plan: bp, staging: pl.stagingBytes),
-                                    warmup: scoreWarm, seed: scenario.seed &+ 7)
+                let r = sc.simulate(try makePolicy(.moepic, bp), warmup: scoreWarm, seed: scenario.seed &+ 7)
                 study.append(StudyRow(plan: name, tpot: r.tpot, hitRate: r.hitRate, cacheHitRate: r.cacheHitRate,
                                       stallPerToken: r.stallPerToken, predicted: bp.timePerToken))
             }

@@ -228,3 +228,34 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         #expect(ad[0].selected(1) == Array(toks[0].selected(2).map { $0 % 8 }.reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } }.prefix(2)))
     }
 }
+
+@Suite struct EnginePolicySimTests {
+    @Test func enginePoliciesMatchHandTimings() throws {
+        // One layer, 2 experts top-1, the engine's on-demand and LRU policies through the adapter.
+        // Profile: hidden 1, intermediate 1e6/3/… chosen so that S = 1.2e6 B (3·h·I·2 with h = 1000, I = 200).
+        let prof = ModelProfile(name: "t", layers: 1, experts: 2, topK: 1, hidden: 1000, intermediate: 200, heads: 1,
+                                kvHeads: 1, headDim: 1)
+        var hw = HardwareProfile(name: "t", linkBandwidth: 1.2e9, linkLatency: 0, memoryBandwidth: 6e9, efficiency: 1,
+                                 kernelOverhead: 0, attentionOverhead: 1e-4)
+        hw.pageable = false
+        var sc = try SimScenario.make(trace: nil, syntheticTokens: 4, profile: prof, hardware: hw, predictorAccuracy: 1)
+        sc.tokens = [[0], [1], [0]].enumerated().map { i, s in
+            var t = TokenRouting(turn: 0, phase: 1, step: i, layers: 1); t.experts[0] = [(slot: 0, expert: s[0], weight: 1)]; return t
+        }
+        sc.warmup = 0
+        // attention: 1e-4 + dense bytes / 6e9; expert compute 1.2e6/6e9 = 0.2 ms; load 1 ms.
+        let attn = sc.timings[0].attention
+        #expect(abs(sc.timings[0].expertCompute - 2e-4) < 1e-15)
+        let od = try sc.enginePolicy(.onDemand, totalBudget: 2.4e6, plan: nil)
+        let r = sc.simulate(od)
+        #expect(abs(r.tpot - (attn + 1e-3 + 2e-4)) < 1e-12)
+        #expect(r.policy == "on-demand" && r.hitRate == 0)
+        let full = try sc.enginePolicy(.full, totalBudget: 1, plan: nil)
+        #expect(abs(sc.simulate(full).tpot - (attn + 2e-4)) < 1e-12)
+        // LRU with room for 2 experts + staging: token 2 hits.
+        let lru = try sc.enginePolicy(.lru, totalBudget: 3 * 1.2e6, plan: nil)
+        let rl = sc.simulate(lru)
+        #expect(abs(rl.hitRate - 1.0 / 3) < 1e-12)
+        #expect(abs(rl.tpot - (3 * attn + 2 * 1e-3 + 3 * 2e-4) / 3) < 1e-12)
+    }
+}

@@ -537,7 +537,8 @@ public struct QwenMoEConfig: Sendable, Equatable, Codable {
                   maxPositionEmbeddings: f.maxPositionEmbeddings, rmsNormEps: f.rmsNormEps, ropeTheta: f.ropeTheta,
                   ropeScaling: f.ropeScaling, tieWordEmbeddings: f.tieWordEmbeddings,
                   attentionBias: type == "qwen2_moe" ? try r.opt("qkv_bias", true) : f.attentionBias,
-                  numExperts: try r.opt("num_experts", experts), numExpertsPerTok: try r.opt("num_experts_per_tok", topK),
+                  numExperts: try r.optional("num_experts") ?? r.opt("num_local_experts", experts),  // transformers 5 writes num_local_experts for qwen3_moe
+                  numExpertsPerTok: try r.opt("num_experts_per_tok", topK),
                   moeIntermediateSize: width, sharedExpertIntermediateSize: sharedWidth,
                   normTopkProb: try r.opt("norm_topk_prob", false),
                   decoderSparseStep: type == "olmoe" ? 1 : try r.opt("decoder_sparse_step", 1),

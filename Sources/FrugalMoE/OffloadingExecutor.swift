@@ -1,0 +1,334 @@
+import Foundation
+import FrugalCore
+import FrugalModels
+
+/// What an offloaded run measured.
+public struct OffloadStats: Codable, Sendable, Equatable {
+    public var policy = "", tier = ""
+    /// Per layer: expert activations, and those that needed no demand load (cached or prefetched).
+    public var accesses: [Int] = [], hits: [Int] = []
+    /// Per layer: predicted experts that were routed / routed experts (predicting policies only).
+    public var predictedCorrect: [Int] = [], predictedTotal: [Int] = []
+    /// Bytes read from the slow tier (completed loads), split by kind.
+    public var bytesLoaded = 0, demandBytes = 0, prefetchBytes = 0
+    /// Seconds the compute thread waited for loads (including waits for free fast-tier pages).
+    public var stallSeconds = 0.0
+    /// Seconds the I/O threads spent reading (summed over threads).
+    public var loadSeconds = 0.0
+    /// Seconds spent in the expert kernels.
+    public var computeSeconds = 0.0
+    /// The fast tier's budget and the most expert bytes it held at once.
+    public var budgetBytes = 0, peakFastBytes = 0
+
+    public var hitRatePerLayer: [Double] { zip(hits, accesses).map { $1 == 0 ? 0 : Double($0) / Double($1) } }
+    public var hitRate: Double { let a = accesses.reduce(0, +); return a == 0 ? 0 : Double(hits.reduce(0, +)) / Double(a) }
+    public var predictionAccuracy: Double? {
+        let t = predictedTotal.reduce(0, +); return t == 0 ? nil : Double(predictedCorrect.reduce(0, +)) / Double(t)
+    }
+}
+
+/// The loads in flight and the fast tier, shared by the compute thread and the I/O threads
+/// under one lock.
+final class LoadEngine: @unchecked Sendable {
+    // @unchecked Sendable: every mutable field is read and written with `cond` held; the page
+    // memory of an entry is written by one I/O thread before `state` becomes ready (under the
+    // lock) and read by the compute thread only after it saw ready (under the lock).
+    final class Entry {
+        let seg: SegmentID, rows: Range<Int>, runs: [Range<Int>], demand: Bool
+        var state = 0   // 0 queued, 1 loading, 2 ready, 3 failed
+        var error: Error?
+        var dropped = false
+        init(seg: SegmentID, rows: Range<Int>, runs: [Range<Int>], demand: Bool) {
+            self.seg = seg; self.rows = rows; self.runs = runs; self.demand = demand
+        }
+    }
+    let cond = NSCondition()
+    let fast: FastTier
+    let tier: SlowTier
+    var entries: [SegmentID: Entry] = [:]
+    var demandQ: [Entry] = [], prefetchQ: [Entry] = []
+    var zombies = 0   // dropped entries still being read
+    var shutdown = false
+    var stats = OffloadStats()
+    var threads: [Thread] = []
+    var running = 0
+
+    init(fast: FastTier, tier: SlowTier) {
+        self.fast = fast; self.tier = tier
+        for i in 0..<tier.ioThreads {
+            let t = Thread { [self] in self.ioLoop() }
+            t.name = "frugal-moe-io-\(i)"
+            threads.append(t)
+            running += 1
+            t.start()
+        }
+    }
+
+    func stop() {
+        cond.lock(); shutdown = true; cond.broadcast()
+        while running > 0 { cond.wait() }
+        cond.unlock()
+    }
+
+    func pop() -> Entry? {
+        while let e = demandQ.first { demandQ.removeFirst(); if !e.dropped { return e } }
+        while let e = prefetchQ.first { prefetchQ.removeFirst(); if !e.dropped { return e } }
+        return nil
+    }
+
+    func ioLoop() {
+        cond.lock()
+        while true {
+            if shutdown { break }
+            guard let e = pop() else { cond.wait(); continue }
+            e.state = 1
+            cond.unlock()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var err: Error? = nil
+            var row = e.rows.lowerBound
+            do {
+                for r in e.runs {
+                    try tier.read(layer: e.seg.layer, expert: e.seg.expert, rows: row..<row + r.count, into: fast.pointer(r.lowerBound))
+                    row += r.count
+                }
+            } catch { err = error }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            cond.lock()
+            let bytes = e.rows.count * fast.pageBytes
+            stats.loadSeconds += dt
+            stats.bytesLoaded += bytes
+            if e.demand { stats.demandBytes += bytes } else { stats.prefetchBytes += bytes }
+            if e.dropped { fast.release(e.runs); zombies -= 1 }
+            else { e.state = err == nil ? 2 : 3; e.error = err }
+            cond.broadcast()
+        }
+        running -= 1
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    /// Queues a load; waits for free pages if dropped loads still hold some.
+    func load(_ seg: SegmentID, rows: Range<Int>, demand: Bool) throws {
+        cond.lock(); defer { cond.unlock() }
+        if entries[seg] != nil { return }
+        var runs = fast.allocate(rows.count)
+        if runs == nil {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            while runs == nil {
+                guard zombies > 0 else {
+                    throw OffloadError.budget("fast tier full: \(fast.usedBytes) of \(fast.capacityBytes) bytes in use, \(rows.count * fast.pageBytes) more asked for \(seg)")
+                }
+                cond.wait()
+                runs = fast.allocate(rows.count)
+            }
+            stats.stallSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        let e = Entry(seg: seg, rows: rows, runs: runs!, demand: demand)
+        entries[seg] = e
+        if demand { demandQ.append(e) } else { prefetchQ.append(e) }
+        cond.broadcast()
+    }
+
+    func drop(_ seg: SegmentID) {
+        cond.lock(); defer { cond.unlock() }
+        guard let e = entries.removeValue(forKey: seg) else { return }
+        e.dropped = true
+        if e.state == 1 { zombies += 1 } else { fast.release(e.runs) }
+        cond.broadcast()
+    }
+
+    /// Whether a segment's bytes are ready (caller holds the lock).
+    func isReady(_ seg: SegmentID) -> Bool { (entries[seg]?.state ?? 0) >= 2 }
+
+    /// Waits until a segment is loaded; returns its page runs. Adds the wait to the stall time.
+    func waitReady(_ seg: SegmentID) throws -> [Range<Int>] {
+        cond.lock(); defer { cond.unlock() }
+        guard let e = entries[seg] else { throw OffloadError.io("segment \(seg) is not resident (policy did not load it)") }
+        if e.state < 2 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            while e.state < 2 { cond.wait() }
+            stats.stallSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        if let err = e.error { throw err }
+        return e.runs
+    }
+}
+
+/// An `ExpertExecutor` that runs any policy on any slow tier: the policy decides which segments
+/// are resident, load now, or prefetch; loads run on I/O threads into the fast tier (the only
+/// holder of expert bytes, at most `budget` bytes) while the compute thread works on whatever is
+/// ready (a top while its bottom loads); experts compute with the fused row-block SwiGLU kernel
+/// on fast-tier pages (f32/f16/bf16).
+public final class OffloadingExecutor: ExpertExecutor {
+    public let policy: ExpertPolicy
+    public let tier: SlowTier
+    public let predictor: ExpertPredictor?
+    public let budget: Int
+    let engine: LoadEngine
+    let shape: MoEShape
+    var accesses: [Int], hits: [Int]
+    var computeSeconds = 0.0
+
+    /// - Parameters:
+    ///   - policy: decisions (its layout must match the tier's shape and dtype).
+    ///   - tier: where experts come from.
+    ///   - budget: fast-tier bytes; the policy's caches plus staging must fit.
+    ///   - source: the model, for next-layer prediction (needed when the policy predicts).
+    public init(policy: ExpertPolicy, tier: SlowTier, budget: Int, source: MoEExpertSource? = nil) throws {
+        let lay = policy.layout
+        guard lay.shape == tier.shape, lay.elementBytes == tier.dtype.size else {
+            throw OffloadError.badArgument("policy layout \(lay.shape) x \(lay.elementBytes) B does not match the tier's \(tier.shape) \(tier.dtype)")
+        }
+        let need = policy.plan.totalCacheBytes + policy.stagingBytes
+        guard need <= budget || policy.name == "full" else {
+            throw OffloadError.budget("policy \(policy.name) needs \(need) B (caches \(policy.plan.totalCacheBytes) + staging \(policy.stagingBytes)); budget is \(budget) B")
+        }
+        if policy.usesPrediction && source == nil {
+            throw OffloadError.badArgument("policy \(policy.name) predicts experts and needs the model (source)")
+        }
+        self.policy = policy; self.tier = tier; self.budget = budget; shape = lay.shape
+        predictor = policy.usesPrediction ? source.map { ExpertPredictor(source: $0) } : nil
+        let fast = FastTier(capacity: budget, pageBytes: lay.rowBytes)
+        engine = LoadEngine(fast: fast, tier: tier)
+        accesses = Array(repeating: 0, count: shape.layers); hits = accesses
+        do {
+            let acts = policy.start()
+            try execute(acts)
+            for case .load(let s, _, _) in acts { _ = try engine.waitReady(s) }
+        } catch { engine.stop(); throw error }
+        engine.cond.lock(); engine.stats = OffloadStats(); engine.cond.unlock()  // the preload is not part of a run
+    }
+
+    deinit { engine.stop() }
+
+    /// Stops the I/O threads (also done on deinit).
+    public func close() { engine.stop() }
+
+    /// The statistics so far.
+    public var stats: OffloadStats {
+        engine.cond.lock(); defer { engine.cond.unlock() }
+        var s = engine.stats
+        s.policy = policy.name; s.tier = tier.name
+        s.accesses = accesses; s.hits = hits
+        s.predictedCorrect = predictor?.correct ?? []; s.predictedTotal = predictor?.total ?? []
+        s.budgetBytes = budget; s.peakFastBytes = engine.fast.peakBytes
+        s.computeSeconds = computeSeconds
+        return s
+    }
+
+    /// Clears the counters (e.g. after prefill); the peak restarts from the bytes held now.
+    public func resetStats() {
+        engine.cond.lock(); defer { engine.cond.unlock() }
+        engine.stats = OffloadStats(); engine.fast.resetPeak()
+        accesses = Array(repeating: 0, count: shape.layers); hits = accesses; computeSeconds = 0
+        if let p = predictor { p.reset() }
+    }
+
+    /// Bytes the fast tier holds now.
+    public var fastBytes: Int { engine.cond.lock(); defer { engine.cond.unlock() }; return engine.fast.usedBytes }
+
+    func execute(_ acts: [PolicyAction]) throws {
+        for a in acts {
+            switch a {
+            case .load(let s, let demand, _): try engine.load(s, rows: policy.layout.rows(s), demand: demand)
+            case .drop(let s): engine.drop(s)
+            case .admit: break
+            }
+        }
+    }
+
+    /// Runs one layer's experts access by access (≤ topK distinct experts each).
+    public func runExperts(layer: Int, x: Tensor, routes: [[ExpertRoute]]) throws -> Tensor {
+        let h = shape.hidden
+        guard layer >= 0, layer < shape.layers else { throw OffloadError.badArgument("layer \(layer) outside 0..<\(shape.layers)") }
+        guard x.rank == 2, x.shape[1] == h, x.shape[0] == routes.count else {
+            throw OffloadError.badShape("runExperts: x \(x.shape) with \(routes.count) routes, hidden \(h)")
+        }
+        let T = routes.count
+        let xc = x.contiguous()
+        let y = Tensor(zeros: [T, h])
+        // Tokens and weights of each distinct expert, in first-seen order.
+        var order: [Int] = [], users: [Int: [(Int, Float)]] = [:]
+        for (t, r) in routes.enumerated() {
+            for route in r {
+                guard route.expert >= 0, route.expert < shape.experts else {
+                    throw OffloadError.badArgument("route to expert \(route.expert) of layer \(layer) (has \(shape.experts))")
+                }
+                if users[route.expert] == nil { order.append(route.expert) }
+                users[route.expert, default: []].append((t, route.weight))
+            }
+        }
+        let k = max(1, shape.topK)
+        var start = 0
+        while start < order.count {
+            let chunk = Array(order[start..<min(order.count, start + k)])
+            start += k
+            if T == 1 { predictor?.record(layer: layer, actual: chunk) }
+            let acts = policy.access(layer: layer, experts: chunk)
+            var demanded = Set<Int>()
+            for case .load(let s, true, _) in acts { demanded.insert(s.expert) }
+            accesses[layer] += chunk.count
+            hits[layer] += chunk.filter { !demanded.contains($0) }.count
+            try execute(acts)
+            if T == 1, let predictor, layer + 1 < shape.layers {
+                let p = predictor.predict(layer: layer + 1, from: xc)
+                try execute(policy.prefetch(layer: layer + 1, predicted: p))
+            }
+            try compute(layer: layer, experts: chunk, users: users, x: xc, y: y, T: T)
+            try execute(policy.release(layer: layer))
+        }
+        return y
+    }
+
+    /// Computes the chunk's experts segment by segment, taking whatever is ready first.
+    func compute(layer: Int, experts: [Int], users: [Int: [(Int, Float)]], x: Tensor, y: Tensor, T: Int) throws {
+        let h = shape.hidden, dtype = tier.dtype
+        var pending: [(Int, SegmentID)] = []
+        for e in experts { for s in policy.segments(layer: layer, expert: e) { pending.append((e, s)) } }
+        // Per expert, gathered inputs and outputs when T > 1.
+        var xs: [Int: [Float]] = [:], ys: [Int: [Float]] = [:], ws: [Int: [Float]] = [:]
+        for e in experts {
+            let u = users[e]!
+            ws[e] = u.map { $0.1 }
+            if T > 1 {
+                var g = [Float](repeating: 0, count: u.count * h)
+                for (j, (t, _)) in u.enumerated() { for i in 0..<h { g[j * h + i] = x.pointer[t * h + i] } }
+                xs[e] = g; ys[e] = [Float](repeating: 0, count: u.count * h)
+            }
+        }
+        while !pending.isEmpty {
+            engine.cond.lock()
+            let idx = pending.firstIndex { engine.isReady($0.1) } ?? 0
+            engine.cond.unlock()
+            let (e, s) = pending.remove(at: idx)
+            let runs = try engine.waitReady(s)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let w = ws[e]!
+            w.withUnsafeBufferPointer { wp in
+                if T == 1 {
+                    for r in runs {
+                        ExpertKernel.accumulate(rows: engine.fast.pointer(r.lowerBound), rowCount: r.count, hidden: h, dtype: dtype,
+                                                x: x.pointer, tokens: 1, weights: wp.baseAddress!, y: y.pointer)
+                    }
+                } else {
+                    xs[e]!.withUnsafeBufferPointer { xp in
+                        ys[e]!.withUnsafeMutableBufferPointer { yp in
+                            for r in runs {
+                                ExpertKernel.accumulate(rows: engine.fast.pointer(r.lowerBound), rowCount: r.count, hidden: h, dtype: dtype,
+                                                        x: xp.baseAddress!, tokens: w.count, weights: wp.baseAddress!, y: yp.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
+            computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        if T > 1 {
+            let yp = y.pointer
+            for e in experts {
+                let out = ys[e]!
+                for (j, (t, _)) in users[e]!.enumerated() { for i in 0..<h { yp[t * h + i] += out[j * h + i] } }
+            }
+        }
+    }
+}
