@@ -78,8 +78,8 @@ public struct CachePlanner: Sendable {
     public var budgetUnits: Int
     /// Seconds per token outside the MoE layers (embedding, final norm, LM head).
     public var otherTime: Double
-    /// Bytes of the budget set aside for in-flight loads (not available to cached tops).
-    public var stagingBytes: Double
+    /// Fixed staging bytes (for tests and other engines); nil: the engine's rule, `staging(thetas:)`.
+    public var stagingOverride: Double?
     /// Fixed-point iteration limit of the inner solver.
     public var maxIterations = 50
     /// Prefetches move in chunks of this many bytes: a layer's demand loads first wait for the chunk in progress
@@ -90,9 +90,30 @@ public struct CachePlanner: Sendable {
                 otherTime: Double = 0, stagingBytes: Double? = nil) {
         self.timings = timings; self.curves = curves; self.topK = topK
         self.thetaSteps = max(1, thetaSteps); self.budgetUnits = max(1, budgetUnits); self.otherTime = otherTime
-        // Default staging: one layer's k whole experts in flight and the next layer's k prefetched.
-        self.stagingBytes = stagingBytes ?? (2 * Double(topK) * (timings.map(\.expertBytes).max() ?? 0))
+        self.stagingOverride = stagingBytes
     }
+
+    /// The most staging any plan needs: a layer's k whole experts loading on demand plus the next layer's k
+    /// prefetched (θ = 0).
+    public var stagingBytes: Double { stagingOverride ?? 2 * Double(topK) * (timings.map(\.expertBytes).max() ?? 0) }
+
+    /// Staging the engine reserves for split ratios `thetas` (as `PolicyFactory.stagingBytes`): one layer's k
+    /// prefetched whole experts plus the largest layer's k demand-loaded bottoms (whole experts in a layer whose
+    /// budget holds fewer than k tops, which then cannot all be admitted). `budgets` nil: every layer holds k tops.
+    public func staging(thetas: [Double], budgets: [Double]? = nil) -> Double {
+        if let s = stagingOverride { return s }
+        let k = Double(topK)
+        var bottoms = 0.0
+        for (l, t) in timings.enumerated() {
+            let th = l < thetas.count ? thetas[l] : 0
+            let admitted = th > 0 && (budgets.map { l < $0.count && $0[l] >= k * th * t.expertBytes } ?? true)
+            bottoms = max(bottoms, k * (admitted ? 1 - th : 1) * t.expertBytes)
+        }
+        return k * (timings.map(\.expertBytes).max() ?? 0) + bottoms
+    }
+
+    /// The smallest budget any policy runs in: one layer's k whole experts.
+    public var minimumBudget: Double { stagingOverride ?? Double(topK) * (timings.map(\.expertBytes).max() ?? 0) }
 
     public var layerCount: Int { timings.count }
     var experts: Int { curves.experts }
@@ -189,17 +210,34 @@ public struct CachePlanner: Sendable {
 
     // MARK: outer divide and conquer
 
-    /// Plans a total fast-tier budget (bytes, staging included). Throws when the budget does not cover staging.
+    /// Plans a total fast-tier budget (bytes, staging included). Throws when the budget does not cover one
+    /// layer's working set. Staging depends on the ratios chosen (bottoms in flight), so the plan is made with the
+    /// staging of θ = 1, then again with the staging its ratios need, until that fits.
     public func plan(totalBudget: Double) throws -> BudgetPlan {
-        let L = layerCount
-        guard L > 0, curves.layers == L else {
-            throw MoETraceError("planner: \(L) layer timings but hit-rate curves for \(curves.layers) layers")
+        guard timings.count > 0, curves.layers == timings.count else {
+            throw MoETraceError("planner: \(timings.count) layer timings but hit-rate curves for \(curves.layers) layers")
         }
-        guard totalBudget >= stagingBytes else {
+        guard totalBudget >= minimumBudget else {
             throw MoETraceError("planner: budget \(Int(totalBudget)) B is smaller than one layer's working set "
-                                + "(\(Int(stagingBytes)) B of staging for in-flight experts)")
+                                + "(\(Int(minimumBudget)) B: top-\(topK) experts in flight)")
         }
-        let cache = totalBudget - stagingBytes
+        var reserve = staging(thetas: [Double](repeating: 1, count: layerCount))
+        for _ in 0..<4 {
+            let p = try plan(totalBudget: totalBudget, staging: reserve)
+            let need = staging(thetas: p.thetas, budgets: p.budgets)
+            if need <= reserve + 1e-9 { return p }
+            reserve = need
+        }
+        return try plan(totalBudget: totalBudget, staging: max(reserve, stagingBytes))
+    }
+
+    func plan(totalBudget: Double, staging reserve: Double) throws -> BudgetPlan {
+        let L = layerCount
+        guard totalBudget >= reserve else {
+            throw MoETraceError("planner: budget \(Int(totalBudget)) B is smaller than one layer's working set "
+                                + "(\(Int(reserve)) B of staging for in-flight experts)")
+        }
+        let cache = totalBudget - reserve
         let G = budgetUnits
         let unit = cache / Double(G)
         // Per-layer cost on the budget grid: F_l(g) = T_l at B = g·unit.
@@ -237,7 +275,7 @@ public struct CachePlanner: Sendable {
         assign(root, gTop)
         let layers = (0..<L).map { leaf[$0][units[$0]] }
         return BudgetPlan(layers: layers, timePerToken: layers.reduce(otherTime) { $0 + $1.time },
-                         cacheBytes: cache, totalBudget: totalBudget)
+                          cacheBytes: cache, totalBudget: totalBudget)
     }
 
     /// Evaluates a given configuration (per-layer budgets for tops and ratios) with the same model.
@@ -249,12 +287,16 @@ public struct CachePlanner: Sendable {
                              time: layerTime(l, theta: thetas[l], hit: h, tops: n), iterations: 0)
         }
         return BudgetPlan(layers: layers, timePerToken: layers.reduce(otherTime) { $0 + $1.time },
-                         cacheBytes: max(0, totalBudget - stagingBytes), totalBudget: totalBudget)
+                          cacheBytes: budgets.reduce(0, +), totalBudget: totalBudget)
     }
 
     /// Uniform budget (equal bytes per layer) with one θ for all layers.
     public func uniform(totalBudget: Double, theta: Double) -> BudgetPlan {
-        let per = max(0, totalBudget - stagingBytes) / Double(layerCount)
+        let th = [Double](repeating: theta, count: layerCount)
+        var per = max(0, totalBudget - staging(thetas: th)) / Double(layerCount)
+        if staging(thetas: th, budgets: [Double](repeating: per, count: layerCount)) > staging(thetas: th) {
+            per = max(0, totalBudget - stagingBytes) / Double(layerCount)
+        }
         return evaluate(budgets: [Double](repeating: per, count: layerCount),
                         thetas: [Double](repeating: theta, count: layerCount), totalBudget: totalBudget)
     }

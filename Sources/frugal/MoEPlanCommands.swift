@@ -109,7 +109,7 @@ struct MoEPlanCommand: ParsableCommand {
         print("model \(sc.profile.name): \(sc.layers) layers x \(sc.experts) experts, top-\(sc.topK), "
               + "expert \(mib(sc.expertBytes.max() ?? 0)) MiB; hardware \(sc.hardware.name) "
               + "(link \(fmt(sc.hardware.loadBandwidth / 1e9)) GB/s); budget \(mib(total)) MiB "
-              + "(\(fmt(100 * total / sc.totalExpertBytes))% of experts; \(mib(pl.stagingBytes)) MiB staging)")
+              + "(\(fmt(100 * total / sc.totalExpertBytes))% of experts; \(mib(total - plan.cacheBytes)) MiB staging)")
         let tm = sc.timings[0]
         print("per expert: load \(ms(tm.load(tm.expertBytes))) ms, compute \(ms(tm.expertCompute)) ms; attention \(ms(tm.attention)) ms")
         printTable(["layer", "B_l MiB", "theta", "tops", "hit", "T_l ms", "iters"], plan.layers.enumerated().map { l, p in
@@ -183,8 +183,8 @@ struct MoESimulateCommand: ParsableCommand {
         let scoreWarm = frac > 0 ? sc.warmup + nFit : sc.warmup
         let curves = sc.curves(tokens: fitTokens, warmup: sc.warmup)
         let pl = sc.planner(curves: curves)
-        guard total >= pl.stagingBytes else {
-            throw CLIError("budget \(mib(total)) MiB is smaller than one layer's working set (\(mib(pl.stagingBytes)) MiB)")
+        guard total >= pl.minimumBudget else {
+            throw CLIError("budget \(mib(total)) MiB is smaller than one layer's working set (\(mib(pl.minimumBudget)) MiB)")
         }
         let t0 = now()
         let plan: BudgetPlan
@@ -200,7 +200,7 @@ struct MoESimulateCommand: ParsableCommand {
               + "scored tokens \(sc.tokens.count - scoreWarm)" + (frac > 0 ? " (plan fitted on \(nFit))" : ""))
         var results: [SimResult] = []
         func makePolicy(_ k: NativeSimPolicy.Kind, _ bp: BudgetPlan) throws -> SimPolicy {
-            if native { return sc.policy(k, totalBudget: total, plan: bp, staging: pl.stagingBytes) }
+            if native { return sc.policy(k, totalBudget: total, plan: bp, staging: bp.totalBudget - bp.cacheBytes) }
             do {
                 return try sc.enginePolicy(PolicyKind(rawValue: k.rawValue)!, totalBudget: total, plan: bp)
             } catch { throw CLIError("policy \(k.rawValue): \(error)") }

@@ -102,7 +102,7 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
 
     @Test func budgetBelowWorkingSetIsAnError() {
         let pl = CachePlanner(timings: timings(layers: 2), curves: syntheticCurves(layers: 2, experts: 8) { _ in 4 }, topK: 2)
-        #expect(pl.stagingBytes == 4e6)
+        #expect(pl.stagingBytes == 4e6 && pl.minimumBudget == 2e6)
         do { _ = try pl.plan(totalBudget: 1e6); Issue.record("expected an error") } catch {
             #expect("\(error)".contains("smaller than one layer's working set"))
         }
@@ -126,7 +126,10 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         let total = sc.totalExpertBytes / 2
         let plan = try pl.plan(totalBudget: total)
         #expect(plan.layers.count == 4)
-        #expect(plan.budgets.reduce(0, +) <= total - pl.stagingBytes + 1)
+        #expect(plan.budgets.reduce(0, +) <= total - pl.staging(thetas: plan.thetas) + 1)
+        // The engine's staging rule: k whole experts prefetched + k bottoms of the smallest θ.
+        let S = sc.expertBytes[0], minTheta = plan.thetas.min()!
+        #expect(abs(pl.staging(thetas: plan.thetas) - (6 * S + 6 * (1 - minTheta) * S)) < 1)
         #expect(plan.timePerToken <= pl.bestUniform(totalBudget: total).timePerToken + 1e-15)
     }
 }

@@ -70,8 +70,20 @@ extension SimScenario {
         let (shape, eb) = engineShape
         let all = shape.layers * shape.experts * 3 * shape.hidden * shape.intermediate * eb
         let budget = kind == .full ? all : Int(totalBudget)
-        let p = try PolicyFactory.make(kind, shape: shape, elementBytes: eb, budget: budget, theta: theta,
-                                       plan: kind == .moepic ? plan?.enginePlan : nil)
+        var ep = kind == .moepic ? plan?.enginePlan : nil
+        if var e = ep {
+            // The engine rounds θ to whole rows, so its staging can exceed the planner's by a few rows' bytes:
+            // take the excess from the layer budgets, largest first.
+            let lay = SegmentLayout(shape: shape, elementBytes: eb, theta: e.theta)
+            let st = PolicyFactory.stagingBytes(layout: lay, plan: e, caches: true, admitAlways: true, prefetches: true)
+            var excess = e.totalCacheBytes + st - budget
+            while excess > 0, let i = e.layerBudget.indices.max(by: { e.layerBudget[$0] < e.layerBudget[$1] }), e.layerBudget[i] > 0 {
+                let cut = min(excess, e.layerBudget[i], max(1, excess / e.layerBudget.count + 1))
+                e.layerBudget[i] -= cut; excess -= cut
+            }
+            ep = e
+        }
+        let p = try PolicyFactory.make(kind, shape: shape, elementBytes: eb, budget: budget, theta: theta, plan: ep)
         return EnginePolicySim(p)
     }
 }
