@@ -26,6 +26,10 @@ public struct LayerTiming: Sendable, Codable, Equatable {
     @inline(__always) public func load(_ bytes: Double) -> Double { bytes <= 0 ? 0 : loadLatency + bytes / loadBandwidth }
 }
 
+/// Rows of the planner's per-layer table, written from `concurrentPerform`: each iteration writes a distinct row
+/// and the buffer outlives the call, so sharing the pointer is safe.
+private struct RowsBox: @unchecked Sendable { let base: UnsafeMutablePointer<[LayerPlan]> }
+
 /// One layer's cache configuration.
 public struct LayerPlan: Sendable, Codable, Equatable {
     /// B_l: bytes of the fast tier given to this layer's cached top segments.
@@ -145,7 +149,9 @@ public struct CachePlanner: Sendable {
         // × P(link busy) × half a chunk. With θ < 1 every mispredicted expert needs its bottom; at θ = 1 only the
         // mispredicted ones not cached.
         let pDemand = (1 - p) * (theta < 1 ? 1 : 1 - hh)
-        let someDemand = 1 - pow(1 - pDemand, k)
+        var none = 1.0
+        for _ in 0..<topK { none *= 1 - pDemand }
+        let someDemand = 1 - none
         let busy = window > 0 ? min(1, prefetched / window) : 1
         let wait = someDemand * busy * 0.5 * chunkBytes / t.loadBandwidth
         let critical = t.attention + k * c + prefetchStall + demand - overlap + wait
@@ -241,8 +247,14 @@ public struct CachePlanner: Sendable {
         let G = budgetUnits
         let unit = cache / Double(G)
         // Per-layer cost on the budget grid: F_l(g) = T_l at B = g·unit.
+        // Layers are independent here: solve them on all cores. Each task writes only its own row.
         var leaf = [[LayerPlan]](repeating: [], count: L)
-        for l in 0..<L { leaf[l] = (0...G).map { solveLayer(l, budget: Double($0) * unit) } }
+        leaf.withUnsafeMutableBufferPointer { rows in
+            let box = RowsBox(base: rows.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: L) { l in
+                box.base[l] = (0...G).map { solveLayer(l, budget: Double($0) * unit) }
+            }
+        }
 
         // Divide and conquer: F_range(g) = min_i F_left(i) + F_right(g − i); split points kept for backtracking.
         final class Node {

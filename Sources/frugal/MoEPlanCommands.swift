@@ -72,6 +72,13 @@ struct MoEScenarioOptions: ParsableArguments {
     }
 }
 
+/// CPU seconds used by this process (all threads): a fair measure on a loaded machine.
+private func cpuSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
 private func mib(_ b: Double) -> String { fmt(b / 1_048_576, 1) }
 private func ms(_ s: Double) -> String { fmt(s * 1e3, 3) }
 
@@ -101,11 +108,11 @@ struct MoEPlanCommand: ParsableCommand {
         let total = try parseMemoryBudget(memoryBudget, totalExpertBytes: sc.totalExpertBytes)
         let t0 = now()
         let curves = sc.curves()
-        let t1 = now()
+        let t1 = now(), c1 = cpuSeconds()
         let pl = sc.planner(curves: curves, thetaSteps: thetaSteps, budgetUnits: budgetUnits)
         let plan: BudgetPlan
         do { plan = try pl.plan(totalBudget: total) } catch { throw CLIError("\(error)") }
-        let t2 = now()
+        let t2 = now(), c2 = cpuSeconds()
         print("model \(sc.profile.name): \(sc.layers) layers x \(sc.experts) experts, top-\(sc.topK), "
               + "expert \(mib(sc.expertBytes.max() ?? 0)) MiB; hardware \(sc.hardware.name) "
               + "(link \(fmt(sc.hardware.loadBandwidth / 1e9)) GB/s); budget \(mib(total)) MiB "
@@ -119,7 +126,8 @@ struct MoEPlanCommand: ParsableCommand {
         let z = pl.uniform(totalBudget: total, theta: 0), o = pl.uniform(totalBudget: total, theta: 1)
         print("predicted time per token: \(ms(plan.timePerToken)) ms  (uniform best theta \(fmt(uni.thetas[0], 3)): "
               + "\(ms(uni.timePerToken)) ms; theta 0: \(ms(z.timePerToken)) ms; theta 1: \(ms(o.timePerToken)) ms)")
-        print("profiling \(fmt((t1 - t0) * 1e3)) ms, planning \(fmt((t2 - t1) * 1e3)) ms")
+        print("profiling \(fmt((t1 - t0) * 1e3)) ms, planning \(fmt((t2 - t1) * 1e3)) ms wall, \(fmt((c2 - c1) * 1e3)) ms CPU "
+              + "(\(sc.layers) layers x \(sc.experts) experts, \(budgetUnits) budget units, \(thetaSteps) theta steps)")
         if let json {
             struct Out: Encodable {
                 let model: String; let hardware: String; let budgetBytes: Double; let plan: BudgetPlan

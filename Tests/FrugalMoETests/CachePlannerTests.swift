@@ -262,3 +262,47 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         #expect(abs(rl.tpot - (3 * attn + 2 * 1e-3 + 3 * 2e-4) / 3) < 1e-12)
     }
 }
+
+@Suite struct ProfileTests {
+    @Test func builtInProfilesMatchTheScaleFacts() {
+        // systems.md §1: fp16 bytes per expert.
+        #expect(abs(ModelProfile.mixtral8x7B.expertBytes - 352e6) < 1e6)
+        #expect(abs(ModelProfile.qwen3MoE.expertBytes - 9.4e6) < 0.1e6)
+        #expect(abs(ModelProfile.qwen15MoE.expertBytes - 17.3e6) < 0.1e6)
+        #expect(abs(ModelProfile.deepseekV2Lite.expertBytes - 17.3e6) < 0.1e6)
+        #expect(abs(ModelProfile.olmoe.expertBytes - 12.6e6) < 0.1e6)
+        #expect(ModelProfile.named("mixtral") == .mixtral8x7B && ModelProfile.named("qwen3") == .qwen3MoE)
+        #expect(HardwareProfile.named("rtx4090") == .rtx4090 && HardwareProfile.named("h100") == .h100)
+        // PCIe 4.0: an expert loads 40x (4090) to 77x (A100) slower than it computes, overheads aside.
+        let r = HardwareProfile.rtx4090.memoryBandwidth / HardwareProfile.rtx4090.linkBandwidth
+        #expect(r > 39 && r < 41)
+        var h = HardwareProfile.a100; h.pageable = true
+        #expect(h.loadBandwidth == 12.5e9)
+    }
+
+    @Test func readsConfigJSON() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(getpid()).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let mixtral = """
+        {"model_type": "mixtral", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+         "num_local_experts": 8, "num_experts_per_tok": 2, "num_attention_heads": 32, "num_key_value_heads": 8,
+         "torch_dtype": "bfloat16"}
+        """
+        try mixtral.write(toFile: path, atomically: true, encoding: .utf8)
+        var p = try ModelProfile.read(configPath: path)
+        p.name = ModelProfile.mixtral8x7B.name
+        #expect(p == .mixtral8x7B)
+        let qwen = """
+        {"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632, "moe_intermediate_size": 1408,
+         "shared_expert_intermediate_size": 5632, "num_hidden_layers": 24, "num_experts": 60, "num_experts_per_tok": 4,
+         "num_attention_heads": 16, "num_key_value_heads": 16, "torch_dtype": "float32"}
+        """
+        try qwen.write(toFile: path, atomically: true, encoding: .utf8)
+        p = try ModelProfile.read(configPath: path)
+        #expect(p.intermediate == 1408 && p.sharedIntermediate == 5632 && p.experts == 60 && p.dtypeBytes == 4)
+        try "{\"hidden_size\": 8}".write(toFile: path, atomically: true, encoding: .utf8)
+        do { _ = try ModelProfile.read(configPath: path); Issue.record("expected an error") } catch {
+            #expect("\(error)".contains("missing or invalid num_hidden_layers"))
+        }
+    }
+}
