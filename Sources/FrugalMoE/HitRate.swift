@@ -15,7 +15,7 @@ public protocol ReplayCache {
 public enum ReplayPolicy: Sendable, Equatable, CustomStringConvertible {
     /// Least recently used.
     case lru
-    /// Least frequently used (counts since the start; ties: least recent).
+    /// Least frequently used (counts since the start, of every expert, cached or not; ties: least recent).
     case lfu
     /// MoEpic priority P = μ·ρ^(ν/ω): μ activation count, ν tokens since last use.
     case moepic(rho: Double, window: Double)
@@ -67,8 +67,8 @@ public struct PriorityReplayCache: ReplayCache {
     @inline(__always) func priority(_ e: Int) -> Double {
         switch policy {
         case .lru: return Double(lastUse[e])
-        case .lfu: return Double(count[e]) + Double(lastUse[e] + 1) / Double(clock + 2)
-        case .moepic: return Double(count[e]) * exp(lnRhoOverW * Double(clock - lastUse[e]))
+        case .lfu: return Double(count[e])
+        case .moepic(let rho, let w): return Double(count[e]) * pow(rho, Double(clock - lastUse[e]) / w)
         case .pinned: return .infinity
         }
     }
@@ -84,11 +84,14 @@ public struct PriorityReplayCache: ReplayCache {
         if capacity > 0 {
             for e in experts where e < resident.count && !resident[e] {
                 if members.count < capacity { members.append(e); resident[e] = true; continue }
-                // Evict the lowest-priority member not used by this token.
-                var worst = -1, worstP = Double.infinity
+                // Evict the lowest-priority member not used by this token; ties: least recent, then lowest index
+                // (the engine's SegmentCachePolicy order).
+                var worst = -1, worstP = Double.infinity, worstU = Int.max, worstE = Int.max
                 for (i, m) in members.enumerated() where lastUse[m] != clock {
                     let p = priority(m)
-                    if p < worstP { worstP = p; worst = i }
+                    if p < worstP || (p == worstP && (lastUse[m] < worstU || (lastUse[m] == worstU && m < worstE))) {
+                        worstP = p; worst = i; worstU = lastUse[m]; worstE = m
+                    }
                 }
                 if worst < 0 { continue }  // everything cached is in use: the new expert is not kept
                 resident[members[worst]] = false

@@ -146,3 +146,22 @@ func fixturePath(_ name: String) throws -> String {
         }
     }
 }
+
+@Suite struct EngineReplayTests {
+    @Test func engineCacheObjectsGiveTheSameCurves() throws {
+        let t = try RoutingTrace.read(path: try fixturePath("qwen3-sample.route.csv"))
+        let toks = t.tokens()
+        for (rule, ranking) in [(ReplayPolicy.lru, LRURanking() as CacheRanking), (.lfu, LFURanking())] {
+            let fast = HitRateCurves.profile(tokens: toks, layers: 4, experts: 128, policy: rule, countFrom: 2)
+            let eng = HitRateCurves.profileEngine(tokens: toks, layers: 4, experts: 128, ranking: ranking,
+                                                  name: rule.description, countFrom: 2)
+            #expect(fast.uses == eng.uses)
+            for l in 0..<4 { for n in 0...128 { #expect(abs(fast.h(l, n) - eng.h(l, n)) < 1e-12, "\(rule) layer \(l) n \(n)") } }
+        }
+        // MoEpic priority: same formula; ties may break differently, so compare the mean curve loosely.
+        let fast = HitRateCurves.profile(tokens: toks, layers: 4, experts: 128, policy: .moepicDefault, countFrom: 2)
+        let eng = HitRateCurves.profileEngine(tokens: toks, layers: 4, experts: 128, ranking: MoEpicRanking(),
+                                              name: "moepic", countFrom: 2)
+        for n in stride(from: 8, through: 128, by: 8) { #expect(abs(fast.mean(n) - eng.mean(n)) < 0.05) }
+    }
+}
