@@ -36,7 +36,8 @@ let package = Package(
         .target(name: "FrugalModels", dependencies: ["FrugalNN", "FrugalData"], swiftSettings: fast),
         // Federated runtime: devices, rounds, clock, strategies; wire codecs; Caesar.
         .target(name: "FrugalFederated", dependencies: ["FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
-        // MoEpic: expert split, offload store, tiers, cache policies, predictor, offloading executor.
+        // MoEpic: expert split, offload store, tiers, cache policies, predictor, offloading executor, planner,
+        // simulator, routing traces.
         .target(name: "FrugalMoE", dependencies: ["FrugalCore", "FrugalNN", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         // SSF-NAS: DARTS/FairDARTS search, Barlow Twins, genotypes, retraining and evaluation.
         .target(name: "FrugalNAS", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
@@ -53,7 +54,7 @@ let package = Package(
         .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
         .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], resources: [.copy("Fixtures")], swiftSettings: fast),
-        .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], swiftSettings: fast),
+        .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalNASTests", dependencies: ["FrugalNAS"], swiftSettings: fast),
         .testTarget(name: "FrugalPEFTTests", dependencies: ["FrugalPEFT"], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),

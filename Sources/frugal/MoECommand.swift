@@ -16,7 +16,7 @@ struct MoECommand: ParsableCommand {
         or Frugal's byte-level tokenizer (ids 0-255 = UTF-8 bytes, 256 = <eos>) when config.json has
         "frugal_tokenizer": "byte" (what `create` and `train` write).
         """,
-        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self, MoEBench.self])
+        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self, MoEPlanCommand.self, MoESimulateCommand.self, MoEBench.self])
 }
 
 /// Options that choose how routed experts are held (`--policy`, `--memory-budget`).
