@@ -7,6 +7,9 @@ public struct OffloadStats: Codable, Sendable, Equatable {
     public var policy = "", tier = ""
     /// Per layer: expert activations, and those that needed no demand load (cached or prefetched).
     public var accesses: [Int] = [], hits: [Int] = []
+    /// Per layer: activations whose top segment was in the layer cache (MoEpic's hit; for whole
+    /// experts the same as a cache hit).
+    public var cacheHits: [Int] = []
     /// Per layer: predicted experts that were routed / routed experts (predicting policies only).
     public var predictedCorrect: [Int] = [], predictedTotal: [Int] = []
     /// Bytes read from the slow tier (completed loads), split by kind.
@@ -22,6 +25,7 @@ public struct OffloadStats: Codable, Sendable, Equatable {
 
     public var hitRatePerLayer: [Double] { zip(hits, accesses).map { $1 == 0 ? 0 : Double($0) / Double($1) } }
     public var hitRate: Double { let a = accesses.reduce(0, +); return a == 0 ? 0 : Double(hits.reduce(0, +)) / Double(a) }
+    public var cacheHitRate: Double { let a = accesses.reduce(0, +); return a == 0 ? 0 : Double(cacheHits.reduce(0, +)) / Double(a) }
     public var predictionAccuracy: Double? {
         let t = predictedTotal.reduce(0, +); return t == 0 ? nil : Double(predictedCorrect.reduce(0, +)) / Double(t)
     }
@@ -166,7 +170,7 @@ public final class OffloadingExecutor: ExpertExecutor {
     public let budget: Int
     let engine: LoadEngine
     let shape: MoEShape
-    var accesses: [Int], hits: [Int]
+    var accesses: [Int], hits: [Int], cacheHits: [Int]
     var computeSeconds = 0.0
 
     /// - Parameters:
@@ -190,7 +194,7 @@ public final class OffloadingExecutor: ExpertExecutor {
         predictor = policy.usesPrediction ? source.map { ExpertPredictor(source: $0) } : nil
         let fast = FastTier(capacity: budget, pageBytes: lay.rowBytes)
         engine = LoadEngine(fast: fast, tier: tier)
-        accesses = Array(repeating: 0, count: shape.layers); hits = accesses
+        accesses = Array(repeating: 0, count: shape.layers); hits = accesses; cacheHits = accesses
         do {
             let acts = policy.start()
             try execute(acts)
@@ -209,7 +213,7 @@ public final class OffloadingExecutor: ExpertExecutor {
         engine.cond.lock(); defer { engine.cond.unlock() }
         var s = engine.stats
         s.policy = policy.name; s.tier = tier.name
-        s.accesses = accesses; s.hits = hits
+        s.accesses = accesses; s.hits = hits; s.cacheHits = cacheHits
         s.predictedCorrect = predictor?.correct ?? []; s.predictedTotal = predictor?.total ?? []
         s.budgetBytes = budget; s.peakFastBytes = engine.fast.peakBytes
         s.computeSeconds = computeSeconds
@@ -220,7 +224,7 @@ public final class OffloadingExecutor: ExpertExecutor {
     public func resetStats() {
         engine.cond.lock(); defer { engine.cond.unlock() }
         engine.stats = OffloadStats(); engine.fast.resetPeak()
-        accesses = Array(repeating: 0, count: shape.layers); hits = accesses; computeSeconds = 0
+        accesses = Array(repeating: 0, count: shape.layers); hits = accesses; cacheHits = accesses; computeSeconds = 0
         if let p = predictor { p.reset() }
     }
 
@@ -264,6 +268,7 @@ public final class OffloadingExecutor: ExpertExecutor {
             let chunk = Array(order[start..<min(order.count, start + k)])
             start += k
             if T == 1 { predictor?.record(layer: layer, actual: chunk) }
+            cacheHits[layer] += chunk.filter { policy.isCached(SegmentID(layer: layer, expert: $0, part: .top)) }.count
             let acts = policy.access(layer: layer, experts: chunk)
             var demanded = Set<Int>()
             for case .load(let s, true, _) in acts { demanded.insert(s.expert) }
