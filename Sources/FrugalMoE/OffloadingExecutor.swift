@@ -141,6 +141,17 @@ final class LoadEngine: @unchecked Sendable {
         cond.broadcast()
     }
 
+    /// Moves queued prefetches of segments needed now ahead of the remaining prefetches (to the
+    /// end of the demand queue), in the order given.
+    func promote(_ segs: [SegmentID]) {
+        cond.lock(); defer { cond.unlock() }
+        for s in segs {
+            guard let e = entries[s], e.state == 0, !e.demand, let i = prefetchQ.firstIndex(where: { $0 === e }) else { continue }
+            prefetchQ.remove(at: i)
+            demandQ.append(e)
+        }
+    }
+
     /// Whether a segment's bytes are ready (caller holds the lock).
     func isReady(_ seg: SegmentID) -> Bool { (entries[seg]?.state ?? 0) >= 2 }
 
@@ -275,6 +286,9 @@ public final class OffloadingExecutor: ExpertExecutor {
             accesses[layer] += chunk.count
             hits[layer] += chunk.filter { !demanded.contains($0) }.count
             try execute(acts)
+            // Prefetched segments still queued are needed now: ahead of other prefetches, tops first.
+            let needed = chunk.flatMap { policy.segments(layer: layer, expert: $0) }
+            engine.promote(needed.filter { $0.part == .top } + needed.filter { $0.part == .bottom })
             if T == 1, let predictor, layer + 1 < shape.layers {
                 let p = predictor.predict(layer: layer + 1, from: xc)
                 try execute(policy.prefetch(layer: layer + 1, predicted: p))
