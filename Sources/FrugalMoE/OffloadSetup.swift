@@ -54,6 +54,7 @@ extension OffloadStats {
         func mib(_ b: Int) -> String { String(format: "%.2f MiB", Double(b) / 1048576) }
         var lines = [
             "policy            \(policy) on \(tier)",
+            "top-cache hits    \(String(format: "%.1f%%", 100 * cacheHitRate))",
             "hit rate          \(String(format: "%.1f%%", 100 * hitRate)) (per layer: \(hitRatePerLayer.map { String(format: "%.0f", 100 * $0) }.joined(separator: " ")))",
         ]
         if let a = predictionAccuracy { lines.append("prediction acc.   \(String(format: "%.1f%%", 100 * a))") }

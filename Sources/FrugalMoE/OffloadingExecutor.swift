@@ -7,6 +7,9 @@ public struct OffloadStats: Codable, Sendable, Equatable {
     public var policy = "", tier = ""
     /// Per layer: expert activations, and those that needed no demand load (cached or prefetched).
     public var accesses: [Int] = [], hits: [Int] = []
+    /// Per layer: activations whose top segment was in the layer cache (MoEpic's hit; for whole
+    /// experts the same as a cache hit).
+    public var cacheHits: [Int] = []
     /// Per layer: predicted experts that were routed / routed experts (predicting policies only).
     public var predictedCorrect: [Int] = [], predictedTotal: [Int] = []
     /// Bytes read from the slow tier (completed loads), split by kind.
@@ -22,6 +25,7 @@ public struct OffloadStats: Codable, Sendable, Equatable {
 
     public var hitRatePerLayer: [Double] { zip(hits, accesses).map { $1 == 0 ? 0 : Double($0) / Double($1) } }
     public var hitRate: Double { let a = accesses.reduce(0, +); return a == 0 ? 0 : Double(hits.reduce(0, +)) / Double(a) }
+    public var cacheHitRate: Double { let a = accesses.reduce(0, +); return a == 0 ? 0 : Double(cacheHits.reduce(0, +)) / Double(a) }
     public var predictionAccuracy: Double? {
         let t = predictedTotal.reduce(0, +); return t == 0 ? nil : Double(predictedCorrect.reduce(0, +)) / Double(t)
     }
@@ -137,6 +141,17 @@ final class LoadEngine: @unchecked Sendable {
         cond.broadcast()
     }
 
+    /// Moves queued prefetches of segments needed now ahead of the remaining prefetches (to the
+    /// end of the demand queue), in the order given.
+    func promote(_ segs: [SegmentID]) {
+        cond.lock(); defer { cond.unlock() }
+        for s in segs {
+            guard let e = entries[s], e.state == 0, !e.demand, let i = prefetchQ.firstIndex(where: { $0 === e }) else { continue }
+            prefetchQ.remove(at: i)
+            demandQ.append(e)
+        }
+    }
+
     /// Whether a segment's bytes are ready (caller holds the lock).
     func isReady(_ seg: SegmentID) -> Bool { (entries[seg]?.state ?? 0) >= 2 }
 
@@ -166,7 +181,7 @@ public final class OffloadingExecutor: ExpertExecutor {
     public let budget: Int
     let engine: LoadEngine
     let shape: MoEShape
-    var accesses: [Int], hits: [Int]
+    var accesses: [Int], hits: [Int], cacheHits: [Int]
     var computeSeconds = 0.0
 
     /// - Parameters:
@@ -190,7 +205,7 @@ public final class OffloadingExecutor: ExpertExecutor {
         predictor = policy.usesPrediction ? source.map { ExpertPredictor(source: $0) } : nil
         let fast = FastTier(capacity: budget, pageBytes: lay.rowBytes)
         engine = LoadEngine(fast: fast, tier: tier)
-        accesses = Array(repeating: 0, count: shape.layers); hits = accesses
+        accesses = Array(repeating: 0, count: shape.layers); hits = accesses; cacheHits = accesses
         do {
             let acts = policy.start()
             try execute(acts)
@@ -209,7 +224,7 @@ public final class OffloadingExecutor: ExpertExecutor {
         engine.cond.lock(); defer { engine.cond.unlock() }
         var s = engine.stats
         s.policy = policy.name; s.tier = tier.name
-        s.accesses = accesses; s.hits = hits
+        s.accesses = accesses; s.hits = hits; s.cacheHits = cacheHits
         s.predictedCorrect = predictor?.correct ?? []; s.predictedTotal = predictor?.total ?? []
         s.budgetBytes = budget; s.peakFastBytes = engine.fast.peakBytes
         s.computeSeconds = computeSeconds
@@ -220,7 +235,7 @@ public final class OffloadingExecutor: ExpertExecutor {
     public func resetStats() {
         engine.cond.lock(); defer { engine.cond.unlock() }
         engine.stats = OffloadStats(); engine.fast.resetPeak()
-        accesses = Array(repeating: 0, count: shape.layers); hits = accesses; computeSeconds = 0
+        accesses = Array(repeating: 0, count: shape.layers); hits = accesses; cacheHits = accesses; computeSeconds = 0
         if let p = predictor { p.reset() }
     }
 
@@ -264,12 +279,16 @@ public final class OffloadingExecutor: ExpertExecutor {
             let chunk = Array(order[start..<min(order.count, start + k)])
             start += k
             if T == 1 { predictor?.record(layer: layer, actual: chunk) }
+            cacheHits[layer] += chunk.filter { policy.isCached(SegmentID(layer: layer, expert: $0, part: .top)) }.count
             let acts = policy.access(layer: layer, experts: chunk)
             var demanded = Set<Int>()
             for case .load(let s, true, _) in acts { demanded.insert(s.expert) }
             accesses[layer] += chunk.count
             hits[layer] += chunk.filter { !demanded.contains($0) }.count
             try execute(acts)
+            // Prefetched segments still queued are needed now: ahead of other prefetches, tops first.
+            let needed = chunk.flatMap { policy.segments(layer: layer, expert: $0) }
+            engine.promote(needed.filter { $0.part == .top } + needed.filter { $0.part == .bottom })
             if T == 1, let predictor, layer + 1 < shape.layers {
                 let p = predictor.predict(layer: layer + 1, from: xc)
                 try execute(policy.prefetch(layer: layer + 1, predicted: p))

@@ -87,7 +87,7 @@ struct MoEBench: ParsableCommand {
 
     struct Row: Codable {
         var tier: String, linkBytesPerSecond: Double?, budget: String, budgetBytes: Int, policy: String
-        var tpotMs: [Double], medianTpotMs: Double, hitRate: Double, predictionAccuracy: Double?
+        var tpotMs: [Double], medianTpotMs: Double, hitRate: Double, cacheHitRate: Double, predictionAccuracy: Double?
         var stallMsPerToken: Double, loadedMiBPerToken: Double, peakFastBytes: Int
     }
 
@@ -143,12 +143,12 @@ struct MoEBench: ParsableCommand {
                     let exec = try wrap { try OffloadSetup.executor(source: m, kind: kind, budget: budget, slow: slow, theta: theta) }
                     m.executor = exec
                     _ = try gen.generate(prompt: ids[0], maxTokens: 2)
-                    var tpot: [Double] = [], hit = 0.0, acc: Double? = nil, stall = 0.0, loaded = 0.0, peak = 0, n = 0
+                    var tpot: [Double] = [], hit = 0.0, chit = 0.0, acc: Double? = nil, stall = 0.0, loaded = 0.0, peak = 0, n = 0
                     for p in ids.dropFirst() {
                         let r = try gen.generate(prompt: p, maxTokens: maxTokens)
                         tpot.append(r.stats.timePerOutputToken * 1000)
                         let s = exec.stats
-                        hit += s.hitRate; acc = s.predictionAccuracy.map { ($0 + (acc ?? 0) * Double(n)) / Double(n + 1) }
+                        hit += s.hitRate; chit += s.cacheHitRate; acc = s.predictionAccuracy.map { ($0 + (acc ?? 0) * Double(n)) / Double(n + 1) }
                         let toks = Double(r.stats.generatedTokens + r.stats.promptTokens)
                         stall += s.stallSeconds * 1000 / toks; loaded += Double(s.bytesLoaded) / 1048576 / toks
                         peak = max(peak, s.peakFastBytes); n += 1
@@ -156,15 +156,15 @@ struct MoEBench: ParsableCommand {
                     exec.close()
                     let med = tpot.sorted()[tpot.count / 2]
                     rows.append(Row(tier: tname, linkBytesPerSecond: bw, budget: budget, budgetBytes: exec.budget, policy: kind.rawValue,
-                                    tpotMs: tpot, medianTpotMs: med, hitRate: hit / Double(n), predictionAccuracy: acc,
+                                    tpotMs: tpot, medianTpotMs: med, hitRate: hit / Double(n), cacheHitRate: chit / Double(n), predictionAccuracy: acc,
                                     stallMsPerToken: stall / Double(n), loadedMiBPerToken: loaded / Double(n), peakFastBytes: peak))
                     print("\(tname)  \(budget)  \(kind.rawValue): TPOT \(fmt(med, 2)) ms"); flushStdout()
                 }
             }
         }
         m.executor = ResidentExperts(source: m)
-        printTable(["tier", "budget", "policy", "TPOT ms", "hit %", "pred %", "stall ms/tok", "MiB/tok", "peak MiB"], rows.map { r in
-            [r.tier, r.budget, r.policy, fmt(r.medianTpotMs, 2), fmt(100 * r.hitRate, 1), r.predictionAccuracy.map { fmt(100 * $0, 1) } ?? "-",
+        printTable(["tier", "budget", "policy", "TPOT ms", "no-load %", "cached %", "pred %", "stall ms/tok", "MiB/tok", "peak MiB"], rows.map { r in
+            [r.tier, r.budget, r.policy, fmt(r.medianTpotMs, 2), fmt(100 * r.hitRate, 1), fmt(100 * r.cacheHitRate, 1), r.predictionAccuracy.map { fmt(100 * $0, 1) } ?? "-",
              fmt(r.stallMsPerToken, 2), fmt(r.loadedMiBPerToken, 2), fmt(Double(r.peakFastBytes) / 1048576, 2)]
         })
         print("")

@@ -96,3 +96,19 @@ extension PolicyTests {
         #expect(p.stagedBytes == 0)
     }
 }
+
+extension PolicyTests {
+    @Test func moepicRaisesThetaToUseABudgetThatHoldsAllTops() throws {
+        // 2 layers x 4 experts, top-1, I = 10 rows; budget = 70% of all experts.
+        let shape = MoEShape(layers: 2, experts: 4, topK: 1, hidden: 4, intermediate: 10)
+        let whole = SegmentLayout(shape: shape, elementBytes: 4, theta: [1, 1])
+        let p = try PolicyFactory.make(.moepic, shape: shape, elementBytes: 4, budget: whole.totalExpertBytes * 7 / 10, theta: 0.25)
+        // All four tops fit each layer's cache, and no θ_l is left below the requested 0.25.
+        for l in 0..<2 {
+            #expect(p.layout.splitRow[l] >= 3)
+            #expect(4 * p.layout.topBytes(layer: l) <= p.plan.layerBudget[l])
+        }
+        #expect(p.plan.totalCacheBytes + p.stagingBytes <= whole.totalExpertBytes * 7 / 10)
+        #expect(p.layout.splitRow[0] > 3)  // raised
+    }
+}

@@ -109,7 +109,22 @@ public enum PolicyFactory {
             let (lay, p, st) = try layered(theta: Array(repeating: 1, count: L), prefetches: true, admitAlways: true)
             return .prefetch(layout: lay, layerBudget: p.layerBudget, stagingBytes: st)
         case .moepic:
-            let (lay, p, st) = try layered(theta: plan?.theta ?? Array(repeating: theta, count: L), prefetches: true, admitAlways: !admitByScore)
+            if plan != nil {
+                let (lay, p, st) = try layered(theta: plan!.theta, prefetches: true, admitAlways: !admitByScore)
+                return .moepic(layout: lay, plan: p, stagingBytes: st, admitByScore: admitByScore)
+            }
+            // Uniform θ, raised where a layer's budget holds the tops of all E experts with room
+            // to spare (n_l = ⌊B_l/(θS)⌋ ≥ E): θ_l = min(1, B_l/(E·S)), so no budget stays unused.
+            // Two rounds, since the staging (and so B_l) shrinks as θ grows.
+            var th = Array(repeating: theta, count: L)
+            var (lay, p, st) = try layered(theta: th, prefetches: true, admitAlways: !admitByScore)
+            for _ in 0..<2 {
+                let grown = zip(th, p.layerBudget).map { t, b in max(t, min(1, Double(b) / Double(shape.experts * S))) }
+                if grown == th { break }
+                let next = try layered(theta: grown.map { g in (g * Double(shape.intermediate)).rounded(.down) / Double(shape.intermediate) },
+                                       prefetches: true, admitAlways: !admitByScore)
+                th = grown; (lay, p, st) = next
+            }
             return .moepic(layout: lay, plan: p, stagingBytes: st, admitByScore: admitByScore)
         }
     }

@@ -173,7 +173,13 @@ public class SegmentCachePolicy: ExpertPolicy {
             if allResident { stats[l].hits += 1 }
             if helped { stats[l].prefetchHits += 1 }
         }
-        return acts
+        // Frees first, then every top before any bottom: the driver can compute the tops of all
+        // routed experts while their bottoms load.
+        func rank(_ a: PolicyAction) -> Int {
+            if case .load(let s, _, _) = a { return s.part == .top ? 1 : 2 }
+            return 0
+        }
+        return acts.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
     }
 
     public func prefetch(layer l: Int, predicted: [Int]) -> [PolicyAction] {
