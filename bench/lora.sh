@@ -8,8 +8,8 @@ ROUNDS=${1:-3}; shift || true
 mkdir -p runs
 uptime | tee runs/lora-uptime.txt
 for i in $(seq 1 "$ROUNDS"); do
-  .build/release/frugal bench lora --steps 6 --warmup 1 --json "runs/lora-frugal-$i.json" "$@"
-  python3 bench/lora_torch.py --steps 6 --warmup 1 --json "runs/lora-torch-$i.json"
+  .build/release/frugal bench lora --steps 3 --warmup 1 --json "runs/lora-frugal-$i.json" "$@"
+  python3 bench/lora_torch.py --steps 3 --warmup 1 --json "runs/lora-torch-$i.json"
 done
 uptime | tee -a runs/lora-uptime.txt
 python3 - "$ROUNDS" <<'PY'
