@@ -65,13 +65,13 @@ def step():
     loss.backward()
     opt.step()
 
-times = []
+times, cpus = [], []
 for i in range(a.warmup + a.steps):
-    t0 = time.perf_counter(); step(); dt = time.perf_counter() - t0
-    if i >= a.warmup: times.append(dt)
+    t0 = time.perf_counter(); c0 = time.process_time(); step(); dt = time.perf_counter() - t0; dc = time.process_time() - c0
+    if i >= a.warmup: times.append(dt); cpus.append(dc)
 med = statistics.median(times)
-print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, attn {bert.config._attn_implementation}: median {med*1e3:.1f} ms/step ({source})")
+print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, attn {bert.config._attn_implementation}: median {med*1e3:.1f} ms/step, CPU {statistics.median(cpus)*1e3:.1f} ms/step ({source})")
 if a.json:
     json.dump({"bench": "lora", "implementation": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
                "attention": bert.config._attn_implementation, "model": source, "batch": a.batch, "seq": a.seq, "rank": a.rank,
-               "alpha": a.alpha, "medianSeconds": med, "secondsPerStep": times}, open(a.json, "w"), indent=1)
+               "alpha": a.alpha, "medianSeconds": med, "medianCPUSeconds": statistics.median(cpus), "secondsPerStep": times, "cpuSecondsPerStep": cpus}, open(a.json, "w"), indent=1)

@@ -129,7 +129,7 @@ public final class BertLayer: Module {
         let ctx = Attention.scaledDotProduct(q: sa.query(x), k: sa.key(x), v: sa.value(x), heads: heads, kvHeads: heads,
                                              maskBias: maskBias, causal: false)
         let h = attention.output(ctx, residual: x)
-        let i = intermediate.dense(h).gelu()
+        let i = intermediate.dense(h).geluFused()
         return output(i, residual: h)
     }
 }

@@ -61,23 +61,31 @@ struct LoRABench: ParsableCommand {
 
         struct Row: Encodable {
             let config: String; let probabilities: [Float]; let medianSeconds: Double; let meanActiveLayers: Double
-            let medianPeakBytes: Int; let secondsPerStep: [Double]; let peakBytes: [Int]; let activeLayers: [Int]
+            let medianPeakBytes: Int; let medianCPUSeconds: Double; let secondsPerStep: [Double]; let cpuSecondsPerStep: [Double]
+            let peakBytes: [Int]; let activeLayers: [Int]
         }
         var times = [[Double]](repeating: [], count: configs.count)
         var peaks = [[Int]](repeating: [], count: configs.count)
+        var cpus = [[Double]](repeating: [], count: configs.count)
+        func cpuNow() -> Double {   // CPU time of the process (all threads): load-independent work
+            var ts = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+        }
         var actives = [[Int]](repeating: [], count: configs.count)
         for i in 0..<(warmup + steps) {
             for c in configs.indices {
                 let active = configs[c].1.sample()
                 let base = MemoryStats.live
                 MemoryStats.resetPeak()
-                let t0 = now()
+                let t0 = now(), c0 = cpuNow()
                 opt.zeroGrad()
                 let loss = Loss.crossEntropy(clf(x, activeLayers: active), labels)
                 loss.backward()
                 opt.step()
-                let dt = now() - t0
+                let dt = now() - t0, dc = cpuNow() - c0
                 if i >= warmup {
+                    cpus[c].append(dc)
                     times[c].append(dt); peaks[c].append(MemoryStats.peak - base); actives[c].append(active.filter { $0 }.count)
                 }
             }
@@ -87,12 +95,13 @@ struct LoRABench: ParsableCommand {
         for c in configs.indices {
             rows.append(Row(config: configs[c].0, probabilities: configs[c].1.config.probabilities, medianSeconds: median(times[c]),
                             meanActiveLayers: Double(actives[c].reduce(0, +)) / Double(max(1, actives[c].count)),
-                            medianPeakBytes: median(peaks[c]), secondsPerStep: times[c], peakBytes: peaks[c], activeLayers: actives[c]))
+                            medianPeakBytes: median(peaks[c]), medianCPUSeconds: median(cpus[c]), secondsPerStep: times[c], cpuSecondsPerStep: cpus[c], peakBytes: peaks[c], activeLayers: actives[c]))
         }
         print("model: \(source); batch \(batch), seq \(seq), LoRA r=\(rank) alpha=\(alpha) on q/k/v/o; threads \(Kernels.threads)")
         let full = rows[0]
-        printTable(["config", "mean active", "median ms", "vs full", "median peak MiB", "vs full"], rows.map {
+        printTable(["config", "mean active", "median ms", "vs full", "CPU ms", "vs full", "median peak MiB", "vs full"], rows.map {
             [$0.config, fmt($0.meanActiveLayers, 2), fmt($0.medianSeconds * 1e3), fmt($0.medianSeconds / full.medianSeconds, 2),
+             fmt($0.medianCPUSeconds * 1e3), fmt($0.medianCPUSeconds / full.medianCPUSeconds, 2),
              fmt(Double($0.medianPeakBytes) / 1048576), fmt(Double($0.medianPeakBytes) / Double(max(1, full.medianPeakBytes)), 2)]
         })
         if let json {

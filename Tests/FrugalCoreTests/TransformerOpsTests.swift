@@ -30,6 +30,20 @@ import Testing
         gradCheck("layerNorm", [rand([4, 6], seed: 5), rand([6], seed: 6), rand([6], seed: 7)]) { $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-5) }
     }
 
+    @Test func fusedGELUMatchesErfGELU() {
+        let x = Tensor((0..<101).map { Float($0 - 50) * 0.17 } + [0, -0.0001, 12, -12], shape: [105])
+        x.requiresGrad = true
+        let y = x.geluFused()
+        y.sum().backward()
+        let g = x.grad!
+        x.grad = nil
+        let ref = x.gelu()
+        ref.sum().backward()
+        #expect(maxDiff(y, ref) < 1e-6)
+        #expect(maxDiff(g, x.grad!) < 1e-6)
+        gradCheck("geluFused", [rand([3, 7], seed: 30, lo: -3, hi: 3)]) { $0[0].geluFused() }
+    }
+
     /// softmax(QKᵀ/√d + bias, causal) V with explicit head transposes.
     func composedAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, kvHeads: Int, bias: Tensor?, causal: Bool) -> Tensor {
         let b = q.shape[0], t = q.shape[1], s = k.shape[1], d = q.shape[2] / heads

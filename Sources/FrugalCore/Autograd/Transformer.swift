@@ -95,6 +95,54 @@ extension Tensor {
         }
     }
 
+    /// GELU, erf form (BERT's), fused and vectorised: y = x·Φ(x), Φ(x) = (1 + erf(x/√2)) / 2.
+    /// erf comes from Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7) sharing e^(-x²/2) with the
+    /// derivative Φ(x) + x·φ(x), which the forward pass stores for backward (instead of x).
+    public func geluFused() -> Tensor {
+        let x = contiguousF32()
+        let n = count
+        let out = Tensor(zeros: shape, zeroed: false)
+        let track = GradMode.isEnabled && requiresGrad
+        let deriv: Tensor? = track ? Tensor(zeros: shape, zeroed: false) : nil
+        let box = AddressBox([UnsafeRawPointer(x.pointer), UnsafeRawPointer(out.pointer), deriv.map { UnsafeRawPointer($0.pointer) }])
+        let chunk = 8 * 4096
+        Kernels.parallel((n + chunk - 1) / chunk) { c in   // elements [c*chunk, (c+1)*chunk): disjoint
+            typealias V = SIMD8<Float>
+            let px = box.f(0), py = box.f(1), hasD = box.has(2)
+            let pd = hasD ? box.f(2) : py
+            let lo = c * chunk, hi = Swift.min(n, lo + chunk)
+            var i = lo
+            @inline(__always) func eval(_ v: V) -> (V, V) {
+                let ax = v.replacing(with: -v, where: v .< 0)
+                let e = VectorOps.exp(V(repeating: -0.5) * v * v)
+                let t = 1 / (V(repeating: 1) + V(repeating: 0.3275911 * 0.7071067811865476) * ax)
+                var poly = V(repeating: 1.061405429)
+                poly = V(repeating: -1.453152027).addingProduct(poly, t)
+                poly = V(repeating: 1.421413741).addingProduct(poly, t)
+                poly = V(repeating: -0.284496736).addingProduct(poly, t)
+                poly = V(repeating: 0.254829592).addingProduct(poly, t)
+                let erfAbs = V(repeating: 1) - poly * t * e
+                let erf = erfAbs.replacing(with: -erfAbs, where: v .< 0)
+                let phi = V(repeating: 0.5) * (V(repeating: 1) + erf)
+                return (v * phi, phi + v * e * V(repeating: 0.3989422804014327))
+            }
+            while i + 8 <= hi {
+                let (y, d) = eval(UnsafeRawPointer(px + i).loadUnaligned(as: V.self))
+                UnsafeMutableRawPointer(py + i).storeBytes(of: y, as: V.self)
+                if hasD { UnsafeMutableRawPointer(pd + i).storeBytes(of: d, as: V.self) }
+                i += 8
+            }
+            if i < hi {
+                var v = V()
+                for j in 0..<(hi - i) { v[j] = px[i + j] }
+                let (y, d) = eval(v)
+                for j in 0..<(hi - i) { py[i + j] = y[j]; if hasD { pd[i + j] = d[j] } }
+            }
+        }
+        guard let deriv else { return out }
+        return out.recorded("gelu", [self]) { g in [g.binaryRaw(deriv, MulOp.self)] }
+    }
+
     /// Multi-head scaled dot-product attention, fused: softmax(Q Kᵀ/√d + bias [+ causal mask]) V,
     /// with no head transposes (Q, K, V stay in the [B, T, heads·d] layout the projections produce).
     ///
