@@ -9,13 +9,16 @@ cd "$(dirname "$0")/.."
 N=${1:-3}; shift || true
 ARGS=("--channels" "8" "--cells" "5" "--input-size" "16" "--batch" "32" "$@")
 OUT=runs/bench-nas; mkdir -p "$OUT"; rm -f "$OUT"/*.json
-swift build -c release --product frugal >/dev/null
-F=./.build/release/frugal
+# FRUGAL_BIN: use this binary instead of building the release one; TORCH_THREADS: torch threads
+# (default: torch's own, 2 here; under heavy machine load its OpenMP threads stall, so 1 is fairer).
+F=${FRUGAL_BIN:-./.build/release/frugal}
+[ -n "${FRUGAL_BIN:-}" ] || swift build -c release --product frugal >/dev/null
+TT=(); [ -n "${TORCH_THREADS:-}" ] && TT=(--threads "$TORCH_THREADS")
 uptime
 for i in $(seq "$N"); do
-  "$F" nas bench "${ARGS[@]}" --steps 8 --json "$OUT/frugal_$i.json" > /dev/null
-  python3 bench/nas_torch.py "${ARGS[@]}" --steps 8 --json "$OUT/torch_$i.json" > /dev/null
-  python3 bench/nas_torch.py "${ARGS[@]}" --steps 8 --skip-none --json "$OUT/torchskip_$i.json" > /dev/null
+  "$F" nas bench "${ARGS[@]}" --steps ${STEPS:-8} --warmup ${WARMUP:-2} --json "$OUT/frugal_$i.json" > /dev/null
+  python3 bench/nas_torch.py "${ARGS[@]}" "${TT[@]}" --steps ${STEPS:-8} --warmup ${WARMUP:-2} --json "$OUT/torch_$i.json" > /dev/null
+  python3 bench/nas_torch.py "${ARGS[@]}" "${TT[@]}" --steps ${STEPS:-8} --warmup ${WARMUP:-2} --skip-none --json "$OUT/torchskip_$i.json" > /dev/null
 done
 uptime
 python3 - "$OUT" <<'PY'

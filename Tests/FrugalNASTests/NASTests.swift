@@ -250,3 +250,28 @@ func close(_ a: Float, _ b: Float, rel: Float, abs absTol: Float) -> Bool { Swif
         #expect(Swift.abs(w.reduce(0, +) - 3) < 1e-5 && w[0] < w[1] && w[1] < w[2])
     }
 }
+
+@Suite struct RetrainTests {
+    @Test func resumedRetrainingEndsWithTheSameWeights() throws {
+        let train = try NASData.downsample(try NASData.synthetic(perClass: 8, size: 16, classes: 10, imbalance: 4, seed: 6), to: 8)
+        let test = try NASData.downsample(try NASData.synthetic(perClass: 2, size: 16, classes: 10, seed: 7), to: 8)
+        let g = Genotype(steps: 2, normal: [GenotypeEdge(node: 2, from: 0, op: .sepConv3x3), GenotypeEdge(node: 3, from: 2, op: .skipConnect)],
+                         reduce: [GenotypeEdge(node: 2, from: 1, op: .maxPool3x3), GenotypeEdge(node: 3, from: 0, op: .dilConv3x3)])
+        var cfg = RetrainConfig()
+        cfg.model.channels = 2; cfg.model.cells = 3; cfg.model.inputSize = 8
+        cfg.epochs = 2; cfg.batchSize = 8; cfg.drwEpoch = 1; cfg.seed = 1
+        let full = try GenotypeTraining(genotype: g, config: cfg, train: train, test: test)
+        let e = try full.run()
+        #expect(e.perClass.count == 10)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("nas-retrain-\(getpid()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try GenotypeTraining(genotype: g, config: cfg, train: train, test: test).run(checkpoint: url, stopAfter: 1)
+        let second = try GenotypeTraining(genotype: g, config: cfg, train: train, test: test)
+        try second.resume(from: url)
+        #expect(second.epochsDone == 1)
+        let e2 = try second.run(checkpoint: url)
+        #expect(e2 == e)
+        let a = full.network.stateDict(), b = second.network.stateDict()
+        for (k, v) in a { #expect(b[k]?.array == v.array, "\(k)") }
+    }
+}

@@ -94,7 +94,6 @@ extension Tensor {
                           batchStats: ((_ mean: [Float], _ variance: [Float]) -> Void)? = nil) -> Tensor {
         precondition(rank == 4 || rank == 2, "batchNorm: input \(shape) must be [N, C, H, W] or [N, C]")
         let n = shape[0], c = shape[1], hw = rank == 4 ? shape[2] * shape[3] : 1
-        let m = n * hw
         let x = contiguousF32()
         let px = x.pointer
         var mu = [Float](repeating: 0, count: c), invStd = [Float](repeating: 0, count: c)
