@@ -28,9 +28,16 @@ struct MoEPolicyOptions: ParsableArguments {
     @Option(help: "Slow tier on disk: the offload store written by `frugal moe pack`.") var store: String?
     @Option(help: "Slow tier in host memory behind an emulated link of this bandwidth (e.g. 25GB/s).") var link: String?
     @Option(help: "MoEpic's split ratio θ (share of each expert's intermediate rows in the cached top).") var theta: Double = 0.4
+    @Option(help: "auto: per-layer budgets B_l and split ratios θ_l from the planner (moepic; needs routing: --plan-trace, or a *.route.csv in the model folder).")
+    var plan: String?
+    @Option(help: "Routing trace the planner profiles hit rates from (e.g. one recorded with --record-trace).") var planTrace: String?
+    @Option(help: "Next-layer prediction accuracy the planner assumes.") var predictorAccuracy = 0.9
+    @Option(help: "Record the engine's routing to this file (route_trace v1 CSV, the format of $FRUGAL_DATA/moe-traces).")
+    var recordTrace: String?
 
     /// Installs the executor for the chosen policy on `model`; returns the budget in bytes (nil: none).
     func install(on model: MoEModel) throws -> Int? {
+        if let recordTrace { try startRecording(model, to: recordTrace) }  // MoEPlanWiring.swift
         let budget = try memoryBudget.map { try parseMoEBudget($0, expertBytes: model.expertBytes) }
         if policy == "full" && store == nil && link == nil {
             model.executor = ResidentExperts(source: model)
@@ -137,6 +144,7 @@ struct MoELogits: ParsableCommand {
         _ = try policy.install(on: m)
         let logits: [Float]
         do { logits = try m.forward(ids, cache: m.makeCache(capacity: ids.count)).array } catch let e as MoEError { throw CLIError("\(e)") }
+        try policy.finishRecording()
         print(logits.map { String($0) }.joined(separator: " "))
         if let json {
             struct Out: Encodable { var logits: [Float] }
@@ -191,6 +199,7 @@ struct MoEGenerate: ParsableCommand {
         } catch let e as MoEError { throw CLIError("\(e)") }
         if !pending.isEmpty { let text = tok.decode(pending); print(text, terminator: ""); printed += text }
         print("")
+        try policy.finishRecording()
         var stats = result.stats
         stats.policy = policy.policy
         stats.memoryBudgetBytes = budget ?? stats.memoryBudgetBytes

@@ -22,7 +22,13 @@ extension MoEPolicyOptions {
         guard let budget = memoryBudget ?? (policy == "full" ? "100%" : nil) else {
             throw CLIError("--policy \(policy) needs --memory-budget (e.g. 512MiB, 2GB or 40%)")
         }
-        let exec = try wrap { try OffloadSetup.executor(source: model, policy: policy, budget: budget, tier: tier, theta: theta) }
+        var cachePlan: CachePlan? = nil
+        if let plan {
+            guard plan == "auto" else { throw CLIError("--plan '\(plan)': only 'auto' is supported") }
+            guard policy == "moepic" else { throw CLIError("--plan auto plans MoEpic's split ratios: use it with --policy moepic") }
+            cachePlan = try autoPlan(model: model, tier: tier, budget: budget)  // MoEPlanWiring.swift
+        }
+        let exec = try wrap { try OffloadSetup.executor(source: model, policy: policy, budget: budget, tier: tier, theta: theta, plan: cachePlan) }
         model.executor = exec
         return exec.budget
     }
