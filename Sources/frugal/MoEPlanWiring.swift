@@ -92,7 +92,7 @@ extension MoEPolicyOptions {
         let total = try parseMemoryBudget(budget, totalExpertBytes: scenario.totalExpertBytes)
         let plan: BudgetPlan
         do { plan = try scenario.planner(curves: scenario.curves()).plan(totalBudget: total) } catch { throw CLIError("--plan auto: \(error)") }
-        print("plan (trace \(path), link \(fmt(link / 1e9)) GB/s, memory \(fmt(mem / 1e9)) GB/s): θ_l "
+        print("plan (trace \(path), link \(fmt(link / 1e9, 3)) GB/s, memory \(fmt(mem / 1e9)) GB/s): θ_l "
               + plan.thetas.map { fmt($0, 2) }.joined(separator: " ") + "; predicted \(fmt(plan.timePerToken * 1e3, 2)) ms a token")
         return plan.enginePlan
     }
