@@ -250,8 +250,18 @@ struct FL: ParsableCommand {
         @OptionGroup var options: StrategyOptions
         @Option(help: "Seeds, comma-separated.") var seeds = "0"
         @Option(help: "Output folder for compare.json, accuracy-vs-traffic.svg and accuracy-vs-time.svg.") var out = "runs/fl-compare"
+        @Option(help: "Summarise the runs saved in this compare.json again (e.g. for another --target-accuracy) instead of running.") var from: String?
 
         func run() throws {
+            if let from {
+                let data = try Data(contentsOf: URL(fileURLWithPath: from))
+                let results = try JSONDecoder().decode([String: [SimulationResult]].self, from: data)
+                let order = strategies.split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init).filter { results[$0] != nil }
+                let specs = order.isEmpty ? results.keys.sorted() : order
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                try report(CompareSummary(specs: specs, results: results, target: setup.targetAccuracy), seeds: "saved runs")
+                return
+            }
             let specs = strategies.split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init)
             let seedList = try seeds.split(separator: ",").map { s -> UInt64 in
                 guard let v = UInt64(s.trimmingCharacters(in: .whitespaces)) else { throw CLIError("--seeds: '\(s)' is not a seed") }
@@ -277,14 +287,17 @@ struct FL: ParsableCommand {
                     try writeJSON(results, to: out + "/compare.json")
                 }
             }
-            let summary = CompareSummary(specs: specs, results: results, target: setup.targetAccuracy)
+            try report(CompareSummary(specs: specs, results: results, target: setup.targetAccuracy), seeds: "seed \(seedList[0])")
+        }
+
+        func report(_ summary: CompareSummary, seeds: String) throws {
             printTable(summary.header, summary.rows)
             try writeJSON(summary.json, to: out + "/summary.json")
             try summary.plot(x: \.cumulativeTraffic, scale: 1e-6, xLabel: "cumulative traffic (MB, down + up)",
-                             title: "Accuracy vs traffic (\(setup.dataset), seed \(seedList[0]))").write(to: out + "/accuracy-vs-traffic.svg")
+                             title: "Accuracy vs traffic (\(setup.dataset), \(seeds))").write(to: out + "/accuracy-vs-traffic.svg")
             try summary.plot(x: \.simulatedSeconds, scale: 1, xLabel: "simulated time (s)",
-                             title: "Accuracy vs simulated time (\(setup.dataset), seed \(seedList[0]))").write(to: out + "/accuracy-vs-time.svg")
-            print("wrote \(out)/compare.json, summary.json, accuracy-vs-traffic.svg, accuracy-vs-time.svg")
+                             title: "Accuracy vs simulated time (\(setup.dataset), \(seeds))").write(to: out + "/accuracy-vs-time.svg")
+            print("wrote \(out)/summary.json, accuracy-vs-traffic.svg, accuracy-vs-time.svg")
         }
     }
 }
@@ -316,7 +329,7 @@ struct CompareSummary {
     var table: [Row] {
         var rows: [Row] = specs.map { spec in
             let rs = results[spec] ?? []
-            let reached = rs.compactMap(\.reached)
+            let reached = rs.compactMap { r in Self.firstReach(r, target) }
             return Row(strategy: spec, seeds: rs.count, finalAccuracy: Self.median(rs.compactMap(\.finalAccuracy)),
                        reachedTarget: reached.count,
                        trafficToTargetMB: reached.count == rs.count ? Self.median(reached.map { Double($0.traffic) / 1e6 }) : nil,
@@ -330,6 +343,15 @@ struct CompareSummary {
             for i in rows.indices { rows[i].trafficVsBestBaseline = rows[i].trafficToTargetMB.map { $0 / best } }
         }
         return rows
+    }
+
+    /// The first evaluated round at or above `target` (from the rows, so any target can be asked later).
+    static func firstReach(_ r: SimulationResult, _ target: Double?) -> TargetReached? {
+        guard let target else { return nil }
+        for row in r.rows { if let a = row.accuracy, a >= target {
+            return TargetReached(round: row.round, accuracy: a, traffic: row.cumulativeTraffic, simulatedSeconds: row.simulatedSeconds)
+        } }
+        return nil
     }
 
     var header: [String] {

@@ -105,6 +105,9 @@ public struct TargetReached: Sendable, Codable, Equatable {
     public var accuracy: Double
     public var traffic: Int
     public var simulatedSeconds: Double
+    public init(round: Int, accuracy: Double, traffic: Int, simulatedSeconds: Double) {
+        self.round = round; self.accuracy = accuracy; self.traffic = traffic; self.simulatedSeconds = simulatedSeconds
+    }
 }
 
 /// The rows of a run and the target-accuracy bookkeeping.
