@@ -209,3 +209,19 @@ func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
         #expect(sim.rows[0].devices[0].bytesUp == 4 * zip(task.layout.segments, shared).reduce(0) { $0 + ($1.1 ? $1.0.count : 0) })
     }
 }
+
+@Suite struct DropPEFTQuickstartTests {
+    @Test func quickstartRunsBothStrategies() throws {
+        var lines: [String] = []
+        let r = try DropPEFTQuickstart.run(rounds: 2) { lines.append($0) }
+        #expect(Set(r.keys) == ["fedlora", "droppeft"])
+        #expect(lines.count == 3)
+        // Skipped layers cost nothing: DropPEFT's devices did less work per sample than full depth.
+        func workPerSample(_ x: TaskSimulationResult) -> Double {
+            let d = x.rows.flatMap(\.devices)
+            return d.reduce(0) { $0 + $1.work } / Double(d.reduce(0) { $0 + $1.samples })
+        }
+        #expect(abs(workPerSample(r["fedlora"]!) - 1) < 1e-9)
+        #expect(workPerSample(r["droppeft"]!) < 0.9)
+    }
+}
