@@ -42,7 +42,7 @@ let package = Package(
         // SSF-NAS: DARTS/FairDARTS search, Barlow Twins, genotypes, retraining and evaluation.
         .target(name: "FrugalNAS", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         // DropPEFT: stochastic layer dropout, LoRA fine-tuning of pretrained transformers.
-        .target(name: "FrugalPEFT", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
+        .target(name: "FrugalPEFT", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated"], swiftSettings: fast, linkerSettings: libm),
         .executableTarget(
             name: "frugal",
             dependencies: [

@@ -11,7 +11,7 @@ struct Frugal: ParsableCommand {
         Real data sets are read from $FRUGAL_DATA (default ~/.cache/frugal-data).
         """,
         version: "0.1.0",
-        subcommands: [Quickstart.self, Train.self, FL.self, Bench.self, DataCommand.self, Tokenize.self, MoECommand.self, NAS.self, Generate.self, Embed.self])
+        subcommands: [Quickstart.self, Train.self, FL.self, Bench.self, DataCommand.self, Tokenize.self, MoECommand.self, NAS.self, Generate.self, Embed.self, PEFT.self])
 }
 
 /// Errors the CLI reports as one line on stderr with a non-zero exit.

@@ -1,0 +1,122 @@
+import Foundation
+import FrugalCore
+
+/// How a `DropoutBandit` trades exploration for exploitation.
+public enum BanditPolicy: Sendable, Equatable, CustomStringConvertible {
+    /// UCB1: argmax mean_a / scale + c · sqrt(2 ln n / n_a), untried arms first.
+    case ucb(c: Double)
+    /// Gaussian Thompson sampling: draw μ_a ~ N(mean_a, σ² / n_a) (σ: pooled standard deviation
+    /// of the rewards, at least 10% of their scale), play the largest draw; untried arms first.
+    case thompson
+    /// ε-greedy: a uniformly random arm with probability ε, else the best mean.
+    case epsilonGreedy(Double)
+
+    /// Parses `ucb`, `ucb:C`, `thompson`, `egreedy`, `egreedy:E`.
+    public init(parsing s: String) throws {
+        let parts = s.split(separator: ":", maxSplits: 1).map(String.init)
+        let arg = parts.count > 1 ? Double(parts[1]) : nil
+        if parts.count > 1 && arg == nil { throw PEFTError("bandit policy '\(s)': '\(parts[1])' is not a number") }
+        switch parts[0] {
+        case "ucb": self = .ucb(c: arg ?? 1)
+        case "thompson", "ts": self = .thompson
+        case "egreedy", "epsilon": self = .epsilonGreedy(arg ?? 0.1)
+        default: throw PEFTError("unknown bandit policy '\(s)' (ucb[:c], thompson, egreedy[:ε])")
+        }
+    }
+    public var description: String {
+        switch self {
+        case .ucb(let c): "ucb:\(c)"
+        case .thompson: "thompson"
+        case .epsilonGreedy(let e): "egreedy:\(e)"
+        }
+    }
+}
+
+/// Errors of the PEFT layer (bad arguments, files); the message says what was wrong.
+public struct PEFTError: Error, CustomStringConvertible, LocalizedError, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+    public var errorDescription: String? { message }
+}
+
+/// A multi-armed bandit over `arms` (e.g. layer-dropout configurations). Rewards are any real
+/// numbers (DropPEFT: full-depth loss decrease per simulated second of the device); UCB's bonus is
+/// scaled by the largest absolute reward seen so far so that it is unit-free.
+///
+///     var b = DropoutBandit(arms: 6, policy: .ucb(c: 1), seed: 1)
+///     let a = b.choose()            // an arm index
+///     b.update(arm: a, reward: r)
+public struct DropoutBandit: Sendable {
+    public let arms: Int
+    public let policy: BanditPolicy
+    public private(set) var counts: [Int]
+    public private(set) var sums: [Double]
+    var sumSquares: [Double]
+    var scale = 0.0
+    var rng: RNG
+
+    public init(arms: Int, policy: BanditPolicy, seed: UInt64) {
+        precondition(arms >= 1, "a bandit needs at least one arm")
+        self.arms = arms
+        self.policy = policy
+        counts = [Int](repeating: 0, count: arms)
+        sums = [Double](repeating: 0, count: arms)
+        sumSquares = sums
+        rng = RNG(seed: seed)
+    }
+
+    /// Mean reward of each arm (nil: never played).
+    public var means: [Double?] { (0..<arms).map { counts[$0] > 0 ? sums[$0] / Double(counts[$0]) : nil } }
+    /// The arm with the best mean so far (ties: the lowest index).
+    public var best: Int? {
+        var b: Int? = nil
+        for a in 0..<arms where counts[a] > 0 {
+            if b == nil || sums[a] / Double(counts[a]) > sums[b!] / Double(counts[b!]) { b = a }
+        }
+        return b
+    }
+
+    /// The next arm among `allowed` (all when nil; e.g. those that fit the device's memory), or nil
+    /// when none is allowed.
+    public mutating func choose(allowed: [Bool]? = nil) -> Int? {
+        let sums = self.sums, counts = self.counts
+        let cand = (0..<arms).filter { allowed?[$0] ?? true }
+        guard !cand.isEmpty else { return nil }
+        if let untried = cand.first(where: { counts[$0] == 0 }) { return untried }
+        func mean(_ a: Int) -> Double { sums[a] / Double(counts[a]) }
+        let s = max(scale, 1e-12)
+        switch policy {
+        case .ucb(let c):
+            let n = Double(cand.reduce(0) { $0 + counts[$1] })
+            return cand.max { a, b in
+                mean(a) / s + c * (2 * log(n) / Double(counts[a])).squareRoot()
+                    < mean(b) / s + c * (2 * log(n) / Double(counts[b])).squareRoot()
+            }
+        case .thompson:
+            let total = Double(counts.reduce(0, +))
+            var ss = 0.0
+            for a in 0..<arms where counts[a] > 0 { ss += sumSquares[a] - sums[a] * sums[a] / Double(counts[a]) }
+            let sigma = max((ss / max(total - 1, 1)).squareRoot(), 0.1 * s)
+            var bestArm = cand[0], bestDraw = -Double.infinity
+            for a in cand {
+                let draw = mean(a) + sigma / Double(counts[a]).squareRoot() * Double(rng.normal())
+                if draw > bestDraw { bestDraw = draw; bestArm = a }
+            }
+            return bestArm
+        case .epsilonGreedy(let e):
+            if Double(rng.uniform()) < e { return cand[rng.int(cand.count)] }
+            return cand.max { mean($0) < mean($1) }
+        }
+    }
+
+    /// Records a reward of `arm`.
+    public mutating func update(arm: Int, reward: Double) {
+        precondition(arm >= 0 && arm < arms, "arm \(arm) outside 0..<\(arms)")
+        guard reward.isFinite else { return }
+        counts[arm] += 1
+        sums[arm] += reward
+        sumSquares[arm] += reward * reward
+        scale = max(scale, abs(reward))
+    }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import Testing
+@testable import FrugalPEFT
+import FrugalCore
+import FrugalNN
+import FrugalModels
+import FrugalFederated
+
+/// Bernoulli-like synthetic rewards: arm a pays mean[a] + noise.
+func playBandit(_ policy: BanditPolicy, means: [Double], rounds: Int, seed: UInt64) -> (DropoutBandit, [Int]) {
+    var b = DropoutBandit(arms: means.count, policy: policy, seed: seed)
+    var noise = RNG(seed: seed ^ 99)
+    var picks: [Int] = []
+    for _ in 0..<rounds {
+        let a = b.choose()!
+        picks.append(a)
+        b.update(arm: a, reward: means[a] + 0.3 * Double(noise.normal()))
+    }
+    return (b, picks)
+}
+
+@Suite struct DropoutBanditTests {
+    let means = [0.2, 0.5, 1.0, 0.4, 0.1, 0.3]
+
+    @Test(arguments: [BanditPolicy.ucb(c: 1), .thompson, .epsilonGreedy(0.1)])
+    func findsTheBestArm(_ policy: BanditPolicy) {
+        let (b, picks) = playBandit(policy, means: means, rounds: 400, seed: 3)
+        #expect(b.best == 2)
+        // The best arm is played most, and most of all in the second half.
+        let late = picks.suffix(200).filter { $0 == 2 }.count
+        #expect(late > 120, "\(policy): best arm played \(late) of the last 200 times")
+        #expect(b.counts.max() == b.counts[2])
+    }
+
+    @Test func seededReproducibility() {
+        for p in [BanditPolicy.ucb(c: 1), .thompson, .epsilonGreedy(0.2)] {
+            #expect(playBandit(p, means: means, rounds: 100, seed: 5).1 == playBandit(p, means: means, rounds: 100, seed: 5).1)
+        }
+        #expect(playBandit(.thompson, means: means, rounds: 100, seed: 5).1 != playBandit(.thompson, means: means, rounds: 100, seed: 6).1)
+    }
+
+    @Test func untriedArmsFirstAndAllowedMask() {
+        var b = DropoutBandit(arms: 3, policy: .ucb(c: 1), seed: 0)
+        #expect(b.choose() == 0)
+        b.update(arm: 0, reward: 1)
+        #expect(b.choose() == 1)
+        #expect(b.choose(allowed: [true, false, true]) == 2)
+        #expect(b.choose(allowed: [false, false, false]) == nil)
+        // UCB1 by hand: arms 0, 1 with means 1 and 0.5 (scale 1), n = 2 + 1: bonus sqrt(2 ln 3 / n_a).
+        b.update(arm: 1, reward: 0.5); b.update(arm: 1, reward: 0.5)
+        let u0 = 1 + (2 * log(3.0) / 1).squareRoot(), u1 = 0.5 + (2 * log(3.0) / 2).squareRoot()
+        #expect(b.choose(allowed: [true, true, false]) == (u0 > u1 ? 0 : 1))
+    }
+
+    @Test func parsing() throws {
+        #expect(try BanditPolicy(parsing: "ucb:2") == .ucb(c: 2))
+        #expect(try BanditPolicy(parsing: "thompson") == .thompson)
+        #expect(throws: PEFTError.self) { try BanditPolicy(parsing: "softmax") }
+        #expect(try PEFTStrategySpec(parsing: "fixed:0.5") == .fixed(0.5))
+        #expect(try PEFTStrategySpec(parsing: "freeze:3") == .freeze(3))
+        #expect(try PEFTStrategySpec(parsing: "droppeft:thompson") == .dropPEFT(.thompson))
+        #expect(throws: PEFTError.self) { try PEFTStrategySpec(parsing: "fixed:1.5") }
+        #expect(throws: PEFTError.self) { try PEFTStrategySpec(parsing: "fedprox") }
+    }
+}
+
+/// A tiny LoRA BERT classification task on synthetic token data split over `clients` devices.
+func tinyTask(clients: Int = 4, layers: Int = 3, seed: UInt64 = 0) throws -> TextClassificationTask {
+    var rng = RNG(seed: seed)
+    let c = BertConfig(vocabSize: 40, hiddenSize: 16, numHiddenLayers: layers, numAttentionHeads: 2, intermediateSize: 32,
+                       maxPositionEmbeddings: 16)
+    let bert = BertModel(config: c, rng: &rng)
+    bert.freeze()
+    LoRA.inject(into: bert, LoRAConfig(rank: 2, alpha: 4), rng: &rng)
+    let clf = BertClassifier(bert: bert, classes: 2, rng: &rng)
+    let train = try TokenizedDataset.synthetic(count: 24 * clients, classes: 2, length: 12, vocab: 40, seed: seed + 1)
+    let parts = (0..<clients).map { k in train.subset(Array(stride(from: k, to: train.count, by: clients))) }
+    let test = try TokenizedDataset.synthetic(count: 64, classes: 2, length: 12, vocab: 40, seed: seed + 2)
+    return try TextClassificationTask(model: clf, clients: parts, test: test, learningRate: 1e-2)
+}
+
+func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
+    (0..<n).map { i in
+        DeviceProfile(name: i % 2 == 0 ? "fast" : "slow", computePerSample: i % 2 == 0 ? 0.001 : 0.004,
+                      downlinkBytesPerSecond: 1e6, uplinkBytesPerSecond: 5e5, memoryBytes: memory)
+    }
+}
+
+@Suite struct DropPEFTFederatedTests {
+    @Test func layerDropoutCutsWorkAndTrainsOnlyActiveLayers() throws {
+        let task = try tinyTask()
+        let start = task.initialParameters()
+        let full = PEFTConfiguration(dropout: .none(layers: 3), label: "full")
+        let r = try task.train(client: 0, from: start, configuration: full, batchSize: 4, steps: 3, seed: 1)
+        #expect(r.samples == 12)
+        #expect(abs(r.work - 12) < 1e-9)
+        #expect(r.trainedSegments.allSatisfy { $0 })
+        // Top 1 layer trained: the bottom two run forward only (1/3 each): work = 12 · (1 + 2/3) / 3.
+        let top = PEFTConfiguration(dropout: .none(layers: 3), frozenLayers: 2, label: "top1")
+        let f = try task.train(client: 0, from: start, configuration: top, batchSize: 4, steps: 3, seed: 1)
+        #expect(abs(f.work - 12 * (1 + 2.0 / 3) / 3) < 1e-9)
+        for (s, l) in task.layerOfSegment.enumerated() {
+            #expect(f.trainedSegments[s] == (l < 0 || l == 2))
+            if l >= 0 && l < 2 { #expect(task.layout.range(s).allSatisfy { f.update[$0] == 0 }) }
+        }
+        // Dropout 0.5: at most maxActive layers a step, work below full, memory estimate below full.
+        let half = PEFTConfiguration(dropout: LayerDropoutConfig(.uniform, layers: 3, ratio: 0.5), label: "u0.5")
+        #expect(half.maxActive == 2)   // ⌈3 · 0.5⌉
+        let h = try task.train(client: 0, from: start, configuration: half, batchSize: 4, steps: 3, seed: 1)
+        #expect(h.work < r.work)
+        #expect(task.layerBytesPerSample > 0)
+        #expect(task.trainingMemory(top, batchSize: 8) < task.trainingMemory(full, batchSize: 8))
+        // Same seed, same result.
+        let again = try task.train(client: 0, from: start, configuration: half, batchSize: 4, steps: 3, seed: 1)
+        #expect(again.update == h.update)
+    }
+
+    @Test func aggregatesEachAdapterOverTheDevicesThatTrainedIt() throws {
+        let task = try tinyTask(clients: 2)
+        let strategy = try DropPEFTStrategy(.freeze(1), layers: 3)
+        var cfg = SimulationConfig()
+        cfg.rounds = 1; cfg.devicesPerRound = 2; cfg.batchSize = 4; cfg.localSteps = 2; cfg.seed = 4
+        let sim = try TaskSimulation(task: task, strategy: strategy, devices: profiles(2), config: cfg)
+        let before = sim.global
+        let row = try sim.runRound()
+        #expect(row.trained == 2)
+        // Reference: re-train both devices and average by samples the segments they trained.
+        var expected = before
+        let rs = try (0..<2).map { d in
+            try task.train(client: d, from: before, configuration: strategy.arms[0], batchSize: 4, steps: 2,
+                           seed: cfg.seed &+ 1 &* 1_000_003 &+ UInt64(d) &* 7919)
+        }
+        for s in task.layout.segments.indices where rs[0].trainedSegments[s] {
+            for i in task.layout.range(s) {
+                expected[i] += Float((Double(rs[0].update[i]) * 8 + Double(rs[1].update[i]) * 8) / 16)
+            }
+        }
+        #expect(zip(sim.global, expected).allSatisfy { abs($0 - $1) < 1e-6 })
+        // Untrained (frozen) layers stay where they were; traffic = adapters + head, both ways.
+        let bytes = 4 * task.layout.count
+        #expect(row.devices.allSatisfy { $0.bytesDown == bytes && $0.bytesUp == bytes })
+        let p = profiles(2)
+        let d0 = row.devices[0]
+        #expect(abs(d0.computeSeconds - p[0].computePerSample * task.computeCost * d0.work) < 1e-12)
+        #expect(abs(d0.transferSeconds - (Double(bytes) / 1e6 + Double(bytes) / 5e5)) < 1e-12)
+        #expect(row.roundSeconds == row.devices.map(\.totalSeconds).max())
+    }
+
+    @Test func deviceWithoutMemorySitsOut() throws {
+        let task = try tinyTask(clients: 2)
+        let need = task.trainingMemory(PEFTConfiguration(dropout: .none(layers: 3), label: "full"), batchSize: 4)
+        let strategy = try DropPEFTStrategy(.fedLoRA, layers: 3)
+        var cfg = SimulationConfig()
+        cfg.rounds = 1; cfg.devicesPerRound = 2; cfg.batchSize = 4; cfg.localSteps = 1
+        var devs = profiles(2)
+        devs[1].memoryBytes = need - 1
+        let sim = try TaskSimulation(task: task, strategy: strategy, devices: devs, config: cfg)
+        let row = try sim.runRound()
+        #expect(row.trained == 1)
+        #expect(row.devices[1].configuration == nil && row.devices[1].bytesUp == 0)
+        // DropPEFT offers the tight device only the arms that fit.
+        let drop = try DropPEFTStrategy(.dropPEFT(.ucb(c: 1)), layers: 3)
+        let fitting = drop.arms.filter { task.trainingMemory($0, batchSize: 4) <= need - 1 }
+        let sim2 = try TaskSimulation(task: task, strategy: drop, devices: devs, config: cfg)
+        let row2 = try sim2.runRound()
+        if fitting.isEmpty { #expect(row2.devices[1].configuration == nil) }
+        else { #expect(fitting.map(\.label).contains(row2.devices[1].configuration!)) }
+    }
+
+    @Test func droppeftLearnsAndIsReproducible() throws {
+        func run() throws -> TaskSimulationResult {
+            let task = try tinyTask(clients: 4)
+            var cfg = SimulationConfig()
+            cfg.rounds = 8; cfg.devicesPerRound = 3; cfg.batchSize = 8; cfg.localSteps = 4; cfg.seed = 2
+            let s = try DropPEFTStrategy(.dropPEFT(.thompson), layers: 3, personalLayers: 0, seed: 1)
+            return try TaskSimulation(task: task, strategy: s, devices: profiles(4), config: cfg).run()
+        }
+        // Measured peak memory is process-wide (MemoryStats) and other tests run concurrently: compare the rest.
+        func simulated(_ r: TaskSimulationResult) -> TaskSimulationResult {
+            var r = r
+            r.peakMemoryBytes = 0
+            for i in r.rows.indices {
+                r.rows[i].peakMemoryBytes = 0
+                for j in r.rows[i].devices.indices { r.rows[i].devices[j].peakMemoryBytes = 0 }
+            }
+            return r
+        }
+        let a = try run(), b = try run()
+        #expect(simulated(a) == simulated(b))
+        #expect((a.finalAccuracy ?? 0) > 0.7)
+        #expect(a.rows.last!.testLoss! < a.rows.first!.testLoss! - 0.05)
+        #expect(a.rows.allSatisfy { $0.devices.allSatisfy { $0.configuration != nil } })
+    }
+
+    @Test func personalLayersStayLocal() throws {
+        let task = try tinyTask(clients: 2)
+        let s = try DropPEFTStrategy(.fedLoRA, layers: 3, personalLayers: 1)
+        let shared = s.sharedSegments(layout: task.layout)
+        #expect(zip(shared, task.layerOfSegment).allSatisfy { $0 == ($1 != 2) })
+        var cfg = SimulationConfig()
+        cfg.rounds = 2; cfg.devicesPerRound = 2; cfg.batchSize = 4; cfg.localSteps = 2
+        let sim = try TaskSimulation(task: task, strategy: s, devices: profiles(2), config: cfg)
+        _ = try sim.run()
+        for (seg, sh) in shared.enumerated() where !sh {
+            #expect(task.layout.range(seg).allSatisfy { sim.global[$0] == task.initialParameters()[$0] })
+        }
+        let own = s.start(device: 0, global: sim.global, layout: task.layout)
+        #expect(own != sim.global)
+        #expect(sim.rows[0].devices[0].bytesUp == 4 * zip(task.layout.segments, shared).reduce(0) { $0 + ($1.1 ? $1.0.count : 0) })
+    }
+}
+
+@Suite struct DropPEFTQuickstartTests {
+    @Test func quickstartRunsBothStrategies() throws {
+        var lines: [String] = []
+        let r = try DropPEFTQuickstart.run(rounds: 2) { lines.append($0) }
+        #expect(Set(r.keys) == ["fedlora", "droppeft"])
+        #expect(lines.count == 3)
+        // Skipped layers cost nothing: DropPEFT's devices did less work per sample than full depth.
+        func workPerSample(_ x: TaskSimulationResult) -> Double {
+            let d = x.rows.flatMap(\.devices)
+            return d.reduce(0) { $0 + $1.work } / Double(d.reduce(0) { $0 + $1.samples })
+        }
+        #expect(abs(workPerSample(r["fedlora"]!) - 1) < 1e-9)
+        #expect(workPerSample(r["droppeft"]!) < 0.9)
+    }
+}
