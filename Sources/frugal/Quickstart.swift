@@ -9,7 +9,7 @@ import FrugalFederated
 struct Quickstart: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A short tour of Frugal on data it makes itself (no downloads).",
-        discussion: "Trains a small CNN on generated images and reports accuracy and speed; runs FedAvg and Caesar on simulated devices; generates with an offloaded MoE under a memory budget; runs a few NAS search steps. --quick runs a smaller version (CI smoke test).")
+        discussion: "Trains a small CNN on generated images and reports accuracy and speed; runs FedAvg and Caesar on simulated devices; generates with an offloaded MoE under a memory budget; fine-tunes a small transformer with federated LoRA and layer dropout; runs a few NAS search steps. --quick runs a smaller version (CI smoke test).")
 
     @Flag(help: "Smaller sizes (seconds instead of a minute).") var quick = false
     @Option(help: "Seed.") var seed: UInt64 = 1
@@ -46,7 +46,10 @@ struct Quickstart: ParsableCommand {
         // 4. MoEpic: offloaded MoE inference under a memory budget, two policies side by side.
         try moeTour(quick: quick, results: &results)
 
-        // 5. SSF-NAS: a few architecture-search steps on generated images.
+        // 5. DropPEFT: federated LoRA with stochastic layer dropout on a generated transformer.
+        try peftTour(quick: quick)
+
+        // 6. SSF-NAS: a few architecture-search steps on generated images.
         try nasTour(quick: quick)
 
         print("\nNext: `frugal train --dataset mnist` on real data (see README), `frugal bench gemm`, `frugal bench train`.")

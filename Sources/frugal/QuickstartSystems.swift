@@ -3,6 +3,7 @@ import FrugalCore
 import FrugalNN
 import FrugalModels
 import FrugalMoE
+import FrugalPEFT
 
 extension Quickstart {
     /// MoEpic: a small generated MoE decoder with its experts in an offload store on disk, run under
@@ -32,6 +33,12 @@ extension Quickstart {
             results["moe_\(policy)_tpot_ms"] = stats.timePerOutputToken * 1000
         }
         printTable(["policy", "expert memory", "TPOT ms", "hit rate", "loaded", "same tokens"], rows)
+    }
+
+    /// DropPEFT: federated LoRA on a small generated transformer, full depth against layer dropout.
+    func peftTour(quick: Bool) throws {
+        print("\n[droppeft] federated LoRA fine-tuning of a small generated transformer: full depth (fedlora) vs stochastic layer dropout with a bandit (droppeft)")
+        _ = try DropPEFTQuickstart.run(rounds: quick ? 3 : 6) { print("[droppeft] " + $0); flushStdout() }
     }
 
     /// SSF-NAS: a few search steps on small generated images and the genotype they derive.

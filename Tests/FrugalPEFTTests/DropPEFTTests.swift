@@ -175,13 +175,14 @@ func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
             let s = try DropPEFTStrategy(.dropPEFT(.thompson), layers: 3, personalLayers: 0, seed: 1)
             return try TaskSimulation(task: task, strategy: s, devices: profiles(4), config: cfg).run()
         }
-        // Measured peak memory is process-wide (MemoryStats) and other tests run concurrently: compare the rest.
+        // Measured memory (peaks, and the per-sample activation bytes behind each configuration's
+        // requirement) is process-wide (MemoryStats) and other tests run concurrently: compare the rest.
         func simulated(_ r: TaskSimulationResult) -> TaskSimulationResult {
             var r = r
             r.peakMemoryBytes = 0
             for i in r.rows.indices {
                 r.rows[i].peakMemoryBytes = 0
-                for j in r.rows[i].devices.indices { r.rows[i].devices[j].peakMemoryBytes = 0 }
+                for j in r.rows[i].devices.indices { r.rows[i].devices[j].peakMemoryBytes = 0; r.rows[i].devices[j].memoryBytes = 0 }
             }
             return r
         }
