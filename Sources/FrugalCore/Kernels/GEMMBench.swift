@@ -46,6 +46,7 @@ public enum GEMMBench {
             let a = randomBuffer(m * k, seed: 1)
             let b = randomBuffer(k * n, seed: 2)
             let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+            HugePages.advise(UnsafeMutableRawPointer(c), bytes: 4 * m * n)
             c.initialize(repeating: 0, count: m * n)
             defer { a.deallocate(); b.deallocate(); c.deallocate() }
             for backend in backends {
@@ -95,6 +96,7 @@ public enum GEMMBench {
     /// Uniform values in [-1, 1) from a fixed-seed xorshift generator.
     static func randomBuffer(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
         let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        HugePages.advise(UnsafeMutableRawPointer(p), bytes: 4 * count)  // as numpy does for its arrays
         var s = seed &* 0x9E37_79B9_7F4A_7C15 | 1
         for i in 0..<count {
             s ^= s << 13; s ^= s >> 7; s ^= s << 17
