@@ -152,20 +152,7 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
         self.rng = SplitMix64(seed: config.seed ^ 0x5E1E_C7ED)
     }
 
-    /// Same rule as `FederatedSimulation.select`.
-    func select() -> [Int] {
-        var available: [Int] = []
-        for (i, d) in devices.enumerated() where Double(rng.nextUnitFloat()) < d.availability || d.availability >= 1 {
-            available.append(i)
-        }
-        var i = available.count
-        while i > 1 {
-            let j = Int(rng.nextBelow(UInt64(i)))
-            i -= 1
-            available.swapAt(i, j)
-        }
-        return Array(available.prefix(config.devicesPerRound)).sorted()
-    }
+    func select() -> [Int] { selectDevices(devices, count: config.devicesPerRound, rng: &rng) }
 
     /// Runs one round and returns its row.
     @discardableResult

@@ -234,21 +234,7 @@ public final class FederatedSimulation {
         self.rng = SplitMix64(seed: config.seed ^ 0x5E1E_C7ED)
     }
 
-    /// Seeded selection: every device is available with its probability; k of the available
-    /// devices are drawn (all of them if fewer), returned in ascending order.
-    func select() -> [Int] {
-        var available: [Int] = []
-        for (i, d) in devices.enumerated() where Double(rng.nextUnitFloat()) < d.availability || d.availability >= 1 {
-            available.append(i)
-        }
-        var i = available.count
-        while i > 1 {
-            let j = Int(rng.nextBelow(UInt64(i)))
-            i -= 1
-            available.swapAt(i, j)
-        }
-        return Array(available.prefix(config.devicesPerRound)).sorted()
-    }
+    func select() -> [Int] { selectDevices(devices, count: config.devicesPerRound, rng: &rng) }
 
     /// Local training from `start`; returns the update, the samples processed and the mean loss.
     func train(device d: Int, from start: [Float], batch: Int, on model: any Layer) throws -> (update: [Float], samples: Int, loss: Double) {
@@ -450,4 +436,20 @@ final class ParallelTraining: @unchecked Sendable {
         if let error { throw error }
         return slots.map { $0! }
     }
+}
+
+/// Seeded selection shared by both round loops: every device is available with its probability;
+/// `count` of the available devices are drawn (all of them if fewer), returned in ascending order.
+func selectDevices(_ devices: [DeviceProfile], count: Int, rng: inout SplitMix64) -> [Int] {
+    var available: [Int] = []
+    for (i, d) in devices.enumerated() where Double(rng.nextUnitFloat()) < d.availability || d.availability >= 1 {
+        available.append(i)
+    }
+    var i = available.count
+    while i > 1 {
+        let j = Int(rng.nextBelow(UInt64(i)))
+        i -= 1
+        available.swapAt(i, j)
+    }
+    return Array(available.prefix(count)).sorted()
 }

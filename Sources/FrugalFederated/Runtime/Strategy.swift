@@ -220,9 +220,12 @@ public final class CompressedStrategy: DeviceCopies, FederatedStrategy {
         guard let broadcast, let layout = layoutForAggregate, !updates.isEmpty else {
             return weightedAverageStep(global: global, updates: updates, weights: weights)
         }
-        // The codecs reject only malformed input; the mean of validated updates is well formed.
-        return (try? broadcast.aggregate(global: global, updates: updates, weights: weights, layout: layout))
-            ?? weightedAverageStep(global: global, updates: updates, weights: weights)
+        // The codecs reject only malformed input; the mean of validated, finite updates of the
+        // layout's size is well formed, so a failure here is a bug, not bad input: never average
+        // something else in silently.
+        do { return try broadcast.aggregate(global: global, updates: updates, weights: weights, layout: layout) } catch {
+            preconditionFailure("CompressedStrategy: encoding the aggregated update failed: \(error)")
+        }
     }
 
     public override func saveState() -> StrategyState {
