@@ -33,12 +33,14 @@ extension Quickstart {
             results["moe_\(policy)_tpot_ms"] = stats.timePerOutputToken * 1000
         }
         printTable(["policy", "expert memory", "TPOT ms", "hit rate", "loaded", "same tokens"], rows)
+        print("[moe] random weights route at random, so next-layer prediction misses and MoEpic's prefetches are wasted loads;")
+        print("[moe] on trained routing see `frugal moe bench` and docs/moe.md")
     }
 
     /// DropPEFT: federated LoRA on a small generated transformer, full depth against layer dropout.
     func peftTour(quick: Bool) throws {
         print("\n[droppeft] federated LoRA fine-tuning of a small generated transformer: full depth (fedlora) vs stochastic layer dropout with a bandit (droppeft)")
-        _ = try DropPEFTQuickstart.run(rounds: quick ? 3 : 6) { print("[droppeft] " + $0); flushStdout() }
+        _ = try DropPEFTQuickstart.run(rounds: quick ? 3 : 6) { print($0); flushStdout() }
     }
 
     /// SSF-NAS: a few search steps on small generated images and the genotype they derive.
