@@ -120,7 +120,7 @@ struct FL: ParsableCommand {
             guard ["literal", "difference"].contains(caesarRebuild) else { throw ValidationError("--caesar-rebuild must be literal or difference") }
         }
 
-        static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R] (both directions), stc-up[:R] (uploads only), caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas); append +down to compress a baseline's downloads too (server error feedback, missed updates replayed), +batch to plan its batch sizes like Caesar"
+        static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R] (both directions), stc-up[:R] (uploads only), caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas; upload-uniform instead of upload ablates the importance ranking at the same mean ratio); append +down to compress a baseline's downloads too (server error feedback, missed updates replayed), +batch to plan its batch sizes like Caesar"
 
         func make(_ spec: String, setup: Setup, seed: UInt64) throws -> any FederatedStrategy {
             var base = spec
@@ -163,14 +163,17 @@ struct FL: ParsableCommand {
             case "stc-up": strat = compressed(STCCodec(ratio: try fraction()))
             case "caesar":
                 let on = Set((arg ?? "download,upload,batch").split(separator: ",").map(String.init))
-                for p in on where !["download", "upload", "batch"].contains(p) { throw CLIError("strategy '\(spec)': unknown Caesar part '\(p)': use download, upload, batch") }
+                for p in on where !["download", "upload", "upload-uniform", "batch"].contains(p) { throw CLIError("strategy '\(spec)': unknown Caesar part '\(p)': use download, upload (importance-aware), upload-uniform (every device at the mean upload ratio: the importance part ablated), batch") }
+                if on.contains("upload") && on.contains("upload-uniform") { throw CLIError("strategy '\(spec)': upload and upload-uniform exclude each other") }
                 if on.contains("batch") && setup.localSteps == nil { throw CLIError("Caesar's batch sizes need --local-steps N (with epochs the batch size does not change compute time); use caesar:download,upload otherwise") }
                 let u = thetaU.split(separator: ",").compactMap { Double($0) }
                 guard u.count == 2, u[0] > 0, u[0] <= u[1], u[1] <= 1 else { throw CLIError("--theta-u '\(thetaU)' must be MIN,MAX with 0 < MIN ≤ MAX ≤ 1") }
-                strat = CaesarStrategy(download: on.contains("download"), upload: on.contains("upload"), batchSizes: on.contains("batch"),
+                let uniform = on.contains("upload-uniform")
+                let (uMin, uMax) = uniform ? ((u[0] + u[1]) / 2, (u[0] + u[1]) / 2) : (u[0], u[1])
+                strat = CaesarStrategy(download: on.contains("download"), upload: on.contains("upload") || uniform, batchSizes: on.contains("batch"),
                                        downloadCompression: DownloadCompression(thetaMax: thetaDMax, values: caesarValues == "f16" ? .float16 : .float32,
                                                                                 reconstruction: caesarRebuild == "literal" ? .literal : .differenceSign),
-                                       uploadCompression: UploadCompression(thetaMin: u[0], thetaMax: u[1]),
+                                       uploadCompression: UploadCompression(thetaMin: uMin, thetaMax: uMax),
                                        planner: planner, seed: seed)
             default: throw CLIError("unknown strategy '\(spec)': use \(Self.help)")
             }
@@ -245,7 +248,7 @@ struct FL: ParsableCommand {
             Example: frugal fl compare --strategies fedavg,topk:0.1,stc:0.1,caesar --dataset fmnist --rounds 30 --local-steps 20 --target-accuracy 0.8 --out runs/fl-compare
             """)
 
-        @Option(help: ArgumentHelp("Strategy specs separated by spaces or semicolons: " + StrategyOptions.help)) var strategies = "fedavg;topk;caesar:download,upload"
+        @Option(help: ArgumentHelp("Strategy specs separated by spaces or semicolons: " + StrategyOptions.help + " (default fedavg;topk;caesar:download,upload; with --from: every saved spec)")) var strategies: String?
         @OptionGroup var setup: Setup
         @OptionGroup var options: StrategyOptions
         @Option(help: "Seeds, comma-separated.") var seeds = "0"
@@ -254,15 +257,14 @@ struct FL: ParsableCommand {
 
         func run() throws {
             if let from {
-                let data = try Data(contentsOf: URL(fileURLWithPath: from))
-                let results = try JSONDecoder().decode([String: [SimulationResult]].self, from: data)
-                let order = strategies.split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init).filter { results[$0] != nil }
+                let results = try Self.loadSaved(from)
+                let order = (strategies ?? "").split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init).filter { results[$0] != nil }
                 let specs = order.isEmpty ? results.keys.sorted() : order
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
                 try report(CompareSummary(specs: specs, results: results, target: setup.targetAccuracy), seeds: "saved runs")
                 return
             }
-            let specs = strategies.split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init)
+            let specs = (strategies ?? "fedavg;topk;caesar:download,upload").split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init)
             let seedList = try seeds.split(separator: ",").map { s -> UInt64 in
                 guard let v = UInt64(s.trimmingCharacters(in: .whitespaces)) else { throw CLIError("--seeds: '\(s)' is not a seed") }
                 return v
@@ -288,6 +290,29 @@ struct FL: ParsableCommand {
                 }
             }
             try report(CompareSummary(specs: specs, results: results, target: setup.targetAccuracy), seeds: "seed \(seedList[0])")
+        }
+
+        /// Saved runs: a compare.json (spec → runs), or a folder of `fl run --json` files named `SPEC__sSEED.json`
+        /// (as `bench/fl_cifar.sh` writes them), grouped by spec in seed order.
+        static func loadSaved(_ path: String) throws -> [String: [SimulationResult]] {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("--from: '\(path)' does not exist") }
+            guard isDir.boolValue else {
+                do { return try JSONDecoder().decode([String: [SimulationResult]].self, from: Data(contentsOf: URL(fileURLWithPath: path))) }
+                catch { throw CLIError("--from: '\(path)' is not a compare.json of saved runs: \(error)") }
+            }
+            var bySpec: [String: [(UInt64, SimulationResult)]] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() where name.hasSuffix(".json") {
+                guard let sep = name.range(of: "__s", options: .backwards),
+                      let seed = UInt64(name[sep.upperBound...].dropLast(5)) else { continue }
+                let file = path + "/" + name
+                let run: SimulationResult
+                do { run = try JSONDecoder().decode(SimulationResult.self, from: Data(contentsOf: URL(fileURLWithPath: file))) }
+                catch { throw CLIError("--from: '\(file)' is not the JSON of an `fl run`: \(error)") }
+                bySpec[String(name[..<sep.lowerBound]), default: []].append((seed, run))
+            }
+            guard !bySpec.isEmpty else { throw CLIError("--from: no SPEC__sSEED.json run files in '\(path)'") }
+            return bySpec.mapValues { $0.sorted { $0.0 < $1.0 }.map(\.1) }
         }
 
         func report(_ summary: CompareSummary, seeds: String) throws {
