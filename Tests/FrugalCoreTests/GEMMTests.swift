@@ -466,6 +466,17 @@ private func dtanh(_ x: Double) -> Double { tanh(x) }
         }
     }
 
+    @Test("more iterations than threads: every index once, on at most Kernels.threads threads")
+    func manyIterations() {
+        for n in [256, 384, 1000, 70_000] {
+            let c = Counts(n)
+            Kernels.parallel(n) { i in c.p[i] += 1 }
+            #expect(c.all1, "n=\(n)")
+        }
+        // Iterations are claimed by the caller and the pool's workers: never one thread per iteration.
+        #expect(KernelPool.shared.workerCount <= max(0, Kernels.threads - 1))
+    }
+
     @Test("nested calls and concurrent callers run every index once")
     func nestedAndConcurrent() {
         let outer = Counts(4)
