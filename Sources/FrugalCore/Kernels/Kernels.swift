@@ -126,6 +126,24 @@ extension Kernels {
     }
 }
 
+extension Kernels {
+    /// Elements a range of `parallelRanges` holds at least (128 KiB of floats: a memory-bound
+    /// pass over it takes ~10-20 µs, several times the cost of handing it to a thread).
+    public static let elementwiseGrain = 1 << 15
+
+    /// Runs `body(lo, hi)` over contiguous ranges covering 0..<n: on this thread alone when n is
+    /// below two grains (or one thread is configured), else as up to 4 ranges a thread through
+    /// `parallel`. For elementwise passes over large buffers; ranges must write disjoint memory.
+    public static func parallelRanges(_ n: Int, grain: Int = elementwiseGrain, _ body: @Sendable (Int, Int) -> Void) {
+        let parts = Swift.min(n / Swift.max(grain, 1), 4 * threads)
+        if parts <= 1 || threads == 1 {
+            if n > 0 { body(0, n) }
+            return
+        }
+        parallel(parts) { i in body(n * i / parts, n * (i + 1) / parts) }
+    }
+}
+
 /// Persistent worker threads behind `Kernels.parallel` (one job at a time).
 final class KernelPool: @unchecked Sendable {  // shared state is atomics, or guarded by `mutex`/`busy`
     static let shared = KernelPool()
