@@ -6,7 +6,7 @@ import Darwin
 
 // Broadcasting binary ops, unary ops and their backward rules.
 
-@usableFromInline protocol BinaryFloatOp { static func apply(_ a: Float, _ b: Float) -> Float }
+@usableFromInline protocol BinaryFloatOp: Sendable { static func apply(_ a: Float, _ b: Float) -> Float }
 @usableFromInline struct AddOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
 @usableFromInline struct SubOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
 @usableFromInline struct MulOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
