@@ -2,14 +2,16 @@
 # Alternates `frugal bench lora` (Swift, release) and bench/lora_torch.py (PyTorch) ROUNDS times on the
 # same machine, writing runs/lora-<impl>-<i>.json, then prints the medians of the per-run medians.
 # Usage: bench/lora.sh [ROUNDS] [extra frugal args...]   (build first: swift build -c release --product frugal)
+# PYTHON (default python3) runs the PyTorch anchor (needs torch and transformers); FRUGAL_BIN
+# (default .build/release/frugal) the Swift side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}; shift || true
 mkdir -p runs
 uptime | tee runs/lora-uptime.txt
 for i in $(seq 1 "$ROUNDS"); do
-  .build/release/frugal bench lora --steps 5 --warmup 1 --json "runs/lora-frugal-$i.json" "$@"
-  python3 bench/lora_torch.py --steps 3 --warmup 1 --json "runs/lora-torch-$i.json"
+  "${FRUGAL_BIN:-.build/release/frugal}" bench lora --steps 5 --warmup 1 --json "runs/lora-frugal-$i.json" "$@"
+  "${PYTHON:-python3}" bench/lora_torch.py --steps 3 --warmup 1 --json "runs/lora-torch-$i.json"
 done
 uptime | tee -a runs/lora-uptime.txt
 python3 - "$ROUNDS" <<'PY'

@@ -217,4 +217,26 @@ import Testing
         }
         #expect(during - MemoryStats.live > 60_000_000)
     }
+
+    @Test func storageCacheReusesFreedBlocksZeroed() {
+        // A size no other test uses (its class, 40 MiB, neither): the freed block comes back.
+        let count = 9_500_001
+        var first: UnsafeMutableRawPointer?
+        do {
+            let s = Storage(count: count)
+            s.floats[count - 1] = 3
+            first = s.raw
+        }
+        #expect(MemoryStats.cached >= StorageCache.blockBytes(4 * count))
+        let again = Storage(count: count)
+        #expect(again.raw == first)
+        #expect(again.floats[count - 1] == 0)   // zeroed on reuse, as a fresh storage
+        // Size classes: at least the request, at most 1/16 (and a page) more; small sizes as asked.
+        for bytes in [65_536, 65_537, 3 << 20, 3 * (1 << 20) + 1, 12_582_912, 100_000_000] {
+            let b = StorageCache.blockBytes(bytes)
+            #expect(b >= bytes && b <= bytes + max(4096, bytes / 8), "\(bytes) -> \(b)")
+        }
+        #expect(StorageCache.blockBytes(1000) == 1000)
+        #expect(StorageCache.blockBytes(3 << 20) == 3 << 20)
+    }
 }

@@ -78,9 +78,9 @@ private func checkGEMM(_ t: GEMMCase, backend: Backend = .swift, nanC: Bool = fa
     @Test("odd shapes, small and packed paths, one and two threads",
           arguments: [(1, 1, 1), (1, 7, 1), (7, 13, 17), (6, 16, 8), (5, 15, 3), (12, 32, 64), (13, 33, 65),
                       (97, 101, 103), (100, 50, 300), (200, 37, 257), (3, 4100, 5), (1, 64, 513), (191, 1, 96),
-                      (20, 300, 600), (8, 4200, 40), (130, 70, 520), (100, 8300, 5)])
+                      (20, 300, 600), (20, 4200, 40), (130, 70, 520), (100, 8300, 5)])
     func shapes(_ s: (Int, Int, Int)) {
-        // (20, 300, 600): few rows, columns split between threads; (8, 4200, 40): two column blocks
+        // (20, 300, 600): few rows, columns split between threads; (20, 4200, 40): two column blocks
         // (NC = 4096); (130, 70, 520): three k slices; (100, 8300, 5): three column blocks sharing
         // two packed-B buffers.
         for threads in [1, 2, 3] {
@@ -93,6 +93,20 @@ private func checkGEMM(_ t: GEMMCase, backend: Backend = .swift, nanC: Bool = fa
     func transposes(_ tr: (Bool, Bool)) {
         for (m, n, k) in [(5, 9, 4), (7, 13, 17), (97, 101, 103), (61, 35, 270)] {  // small, packed, two-thread
             checkGEMM(GEMMCase(m: m, n: n, k: k, transA: tr.0, transB: tr.1, pad: 3))
+        }
+    }
+
+    @Test("direct path (narrow or small products): transposes, strides, alpha/beta, edge tiles, one and two threads",
+          arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func direct(_ tr: (Bool, Bool)) {
+        // LoRA's r = 8 products (x·Aᵀ, gᵀ·xA, (gB)ᵀ·x, xA·Bᵀ), attention's per-head ones, edges.
+        for (m, n, k) in [(600, 8, 384), (384, 8, 700), (8, 384, 700), (600, 384, 8), (64, 64, 32), (64, 32, 64),
+                          (13, 40, 33), (17, 33, 5), (5, 200, 300), (300, 31, 50)] {
+            #expect(n <= GEMM.directNarrow || m <= GEMM.directNarrow / 2 || m * k + k * n <= GEMM.directFloats)
+            for threads in [1, 2] {
+                checkGEMM(GEMMCase(m: m, n: n, k: k, transA: tr.0, transB: tr.1, alpha: 1.5, beta: 0.25, pad: 3, threads: threads))
+            }
+            checkGEMM(GEMMCase(m: m, n: n, k: k, transA: tr.0, transB: tr.1, pad: 1), nanC: true)
         }
     }
 
@@ -464,6 +478,17 @@ private func dtanh(_ x: Double) -> Double { tanh(x) }
             Kernels.parallel(n) { i in c.p[i] += 1 }
             #expect(c.all1, "round \(round), n=\(n)")
         }
+    }
+
+    @Test("more iterations than threads: every index once, on at most Kernels.threads threads")
+    func manyIterations() {
+        for n in [256, 384, 1000, 70_000] {
+            let c = Counts(n)
+            Kernels.parallel(n) { i in c.p[i] += 1 }
+            #expect(c.all1, "n=\(n)")
+        }
+        // Iterations are claimed by the caller and the pool's workers: never one thread per iteration.
+        #expect(KernelPool.shared.workerCount <= max(0, Kernels.threads - 1))
     }
 
     @Test("nested calls and concurrent callers run every index once")

@@ -87,4 +87,32 @@ import Testing
             Tensor.multiHeadAttention(q: $0[0], k: $0[1], v: $0[2], heads: 2, kvHeads: 1, causal: true)
         }
     }
+
+    /// The fused LoRA linear equals x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ composed from `linear`, forward and
+    /// backward, with every input trainable or only the adapters and x (frozen base), on shapes
+    /// that take the GEMM's small, skinny and packed paths.
+    @Test(arguments: [([2, 3, 6], 5, 2), ([1, 7], 9, 3), ([4, 50, 40], 36, 8)])
+    func loraLinearMatchesComposed(xShape: [Int], outF: Int, r: Int) {
+        let inF = xShape.last!
+        let s: Float = 1.75
+        for frozenBase in [false, true] {
+            let x = rand(xShape, seed: 40), w = rand([outF, inF], seed: 41), b = rand([outF], seed: 42)
+            let a = rand([r, inF], seed: 43), bb = rand([outF, r], seed: 44)
+            let g = rand(xShape.dropLast() + [outF], seed: 45)
+            let params = frozenBase ? [x, a, bb] : [x, w, b, a, bb]
+            for t in params { t.requiresGrad = true }
+            let fused = x.loraLinear(weight: w, bias: b, loraA: a, loraB: bb, scaling: s)
+            (fused * g).sum().backward()
+            let grads = params.map { $0.grad! }
+            for t in params { t.grad = nil }
+            let ref = x.linear(weight: w, bias: b) + x.linear(weight: a).linear(weight: bb) * s
+            (ref * g).sum().backward()
+            #expect(maxDiff(fused, ref) < 1e-4)
+            for (k, t) in params.enumerated() { #expect(maxDiff(grads[k], t.grad!) < 1e-3, "input \(k), frozen base \(frozenBase)") }
+            if frozenBase { #expect(w.grad == nil && b.grad == nil) }
+        }
+        gradCheck("loraLinear", [rand([3, 4], seed: 46), rand([5, 4], seed: 47), rand([5], seed: 48), rand([2, 4], seed: 49), rand([5, 2], seed: 50)]) {
+            $0[0].loraLinear(weight: $0[1], bias: $0[2], loraA: $0[3], loraB: $0[4], scaling: 0.5)
+        }
+    }
 }

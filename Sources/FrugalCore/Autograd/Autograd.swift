@@ -94,9 +94,13 @@ extension Tensor {
             }
         }
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+        // Sums made here for tensors with several consumers. Only these are added to in place:
+        // a gradient a rule returned may be shared (add hands g to both inputs) or kept by it.
+        var owned = Set<ObjectIdentifier>()
         withNoGrad {
             for t in order.reversed() {
                 guard let g = grads.removeValue(forKey: ObjectIdentifier(t)) else { continue }
+                owned.remove(ObjectIdentifier(g))   // from here on it may be shared
                 guard let node = t.node else {
                     if t.requiresGrad {
                         // A fresh copy: rules may hand the same tensor to several inputs, and grads are
@@ -112,7 +116,13 @@ extension Tensor {
                     precondition(gi.shape == input.shape, "backward of \(node.name): gradient shape \(gi.shape) != input shape \(input.shape)")
                     let key = ObjectIdentifier(input)
                     if let acc = grads[key] {
-                        grads[key] = acc.add(gi)
+                        if owned.contains(ObjectIdentifier(acc)) && acc.isContiguous && acc.dtype == .float32 {
+                            acc.addInPlace(gi)
+                        } else {
+                            let sum = acc.add(gi)
+                            owned.insert(ObjectIdentifier(sum))
+                            grads[key] = sum
+                        }
                     } else {
                         grads[key] = gi
                     }

@@ -6,7 +6,7 @@ import Darwin
 
 // Broadcasting binary ops, unary ops and their backward rules.
 
-@usableFromInline protocol BinaryFloatOp { static func apply(_ a: Float, _ b: Float) -> Float }
+@usableFromInline protocol BinaryFloatOp: Sendable { static func apply(_ a: Float, _ b: Float) -> Float }
 @usableFromInline struct AddOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
 @usableFromInline struct SubOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
 @usableFromInline struct MulOp: BinaryFloatOp { @inline(__always) @usableFromInline static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
@@ -57,7 +57,12 @@ extension Tensor {
         let po = out.pointer
         let pa = a.storage.floats + a.offset, pb = b.storage.floats + b.offset
         if a.shape == b.shape && a.isContiguous && b.isContiguous {
-            for i in 0..<n { po[i] = Op.apply(pa[i], pb[i]) }
+            // Disjoint ranges of `out`; the pointers outlive the call.
+            let box = AddressBox([UnsafeRawPointer(pa), UnsafeRawPointer(pb), UnsafeRawPointer(po)])
+            Kernels.parallelRanges(n) { lo, hi in
+                let pa = box.f(0), pb = box.f(1), po = box.f(2)
+                for i in lo..<hi { po[i] = Op.apply(pa[i], pb[i]) }
+            }
             return out
         }
         if b.count == 1 {
@@ -295,8 +300,12 @@ extension Tensor {
     public func addInPlace(_ other: Tensor, scale: Float = 1) {
         precondition(dtype == .float32 && isContiguous, "addInPlace needs a contiguous float32 tensor, got \(shape)")
         let o = other.shape == shape ? other.contiguousF32() : other.expanded(to: shape).contiguousF32()
-        let p = pointer, q = o.pointer
-        if scale == 1 { for i in 0..<count { p[i] += q[i] } } else { for i in 0..<count { p[i] += scale * q[i] } }
+        // Disjoint ranges of self; the pointers outlive the call.
+        let box = AddressBox([UnsafeRawPointer(pointer), UnsafeRawPointer(o.pointer)])
+        Kernels.parallelRanges(count) { lo, hi in
+            let p = box.f(0), q = box.f(1)
+            if scale == 1 { for i in lo..<hi { p[i] += q[i] } } else { for i in lo..<hi { p[i] += scale * q[i] } }
+        }
     }
     /// Multiplies every element by `s`, in place.
     public func scaleInPlace(_ s: Float) {

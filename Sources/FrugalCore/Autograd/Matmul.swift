@@ -87,10 +87,7 @@ extension Tensor {
             let (kw, pw, ldw, tw) = wv.gemmOperand()
             GEMM.sgemm(transA: false, transB: !tw, m: m, n: outF, k: inF, alpha: 1, a: x2.pointer, lda: inF, b: pw, ldb: ldw, beta: 0, c: out.pointer, ldc: outF)
             withExtendedLifetime(kw) {}
-            if let bc {
-                let po = out.pointer, pb = bc.pointer
-                for r in 0..<m { let row = po + r * outF; for j in 0..<outF { row[j] += pb[j] } }
-            }
+            if let bc { Tensor.addRowVector(bc.pointer, to: out.pointer, rows: m, cols: outF) }
         }
         var inputs = [self, w]
         if let bias { inputs.append(bias) }
@@ -100,8 +97,84 @@ extension Tensor {
             let gx: Tensor? = self.requiresGrad ? g2.matmul2DRaw(w.detach().dtype == .float32 ? w.detach() : w.contiguousF32()).reshaped(inShape) : nil
             let gw: Tensor? = w.requiresGrad ? g2.transposed().matmul2DRaw(xs.reshaped([m, inF])) : nil
             var r: [Tensor?] = [gx, gw]
-            if bias != nil { r.append(g2.sumAxisRaw(0).reshaped([outF])) }
+            if let bias { r.append(bias.requiresGrad ? g2.sumAxisRaw(0).reshaped([outF]) : nil) }
             return r
+        }
+    }
+
+    /// rows x cols matrix c (row-major, contiguous) += v (cols) on every row, split by rows over
+    /// the kernel threads when large.
+    static func addRowVector(_ v: UnsafePointer<Float>, to c: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        // Disjoint row ranges of c; the pointers outlive the call.
+        let box = AddressBox([UnsafeRawPointer(v), UnsafeRawPointer(c)])
+        Kernels.parallelRanges(rows, grain: Swift.max(1, Kernels.elementwiseGrain / Swift.max(cols, 1))) { r0, r1 in
+            let v = box.f(0), c = box.f(1)
+            for r in r0..<r1 { VectorOps.axpy(1, v, c + r * cols, count: cols) }
+        }
+    }
+
+    /// A linear layer with a low-rank update (LoRA), fused: y = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ, with W
+    /// [out, in] (any dtype), b [out] or nil, A [r, in] and B [out, r]; x [..., in].
+    ///
+    /// The update is added into the base product's output by a second GEMM (alpha s, beta 1): no
+    /// output-sized temporaries, where `linear` + `linear` + scale + add made three. Only x·Aᵀ
+    /// ([rows, r]) is kept for backward, which computes dx = g·W + (s·g·B)·A into one tensor,
+    /// dA = (s·g·B)ᵀ·x, dB = s·gᵀ·(x·Aᵀ), and dW, db only for the ones that require gradients.
+    public func loraLinear(weight w: Tensor, bias: Tensor?, loraA a: Tensor, loraB b: Tensor, scaling s: Float) -> Tensor {
+        let inF = shape[rank - 1], outF = w.shape[0], r = a.shape[0]
+        precondition(w.rank == 2 && w.shape[1] == inF, "loraLinear: input \(shape) does not match weight \(w.shape)")
+        precondition(a.shape == [r, inF] && b.shape == [outF, r], "loraLinear: A \(a.shape) and B \(b.shape) do not fit weight \(w.shape)")
+        let m = count / Swift.max(inF, 1)
+        let x2 = contiguousF32()
+        let out = withNoGrad { x2.linear(weight: w, bias: bias) }
+        let ac = a.contiguousF32(), bc = b.contiguousF32()
+        let xa = Tensor(zeros: [m, r], zeroed: false)
+        if m > 0 && r > 0 {
+            GEMM.sgemm(transA: false, transB: true, m: m, n: r, k: inF, alpha: 1, a: x2.pointer, lda: inF, b: ac.pointer, ldb: inF,
+                       beta: 0, c: xa.pointer, ldc: r)
+            GEMM.sgemm(transA: false, transB: true, m: m, n: outF, k: r, alpha: s, a: xa.pointer, lda: r, b: bc.pointer, ldb: r,
+                       beta: 1, c: out.pointer, ldc: outF)
+        }
+        var inputs = [self, w]
+        if let bias { inputs.append(bias) }
+        inputs += [a, b]
+        let xs = x2.detach(), inShape = shape
+        return out.recorded("loraLinear", inputs) { g in
+            let g2 = g.contiguousF32().reshaped([m, outF])
+            let needX = self.requiresGrad, needA = a.requiresGrad, needB = b.requiresGrad
+            // s·g·B [m, r]: the gradient of x·Aᵀ.
+            var gxa: Tensor?
+            if needX || needA {
+                let t = Tensor(zeros: [m, r], zeroed: false)
+                GEMM.sgemm(transA: false, transB: false, m: m, n: r, k: outF, alpha: s, a: g2.pointer, lda: outF, b: bc.pointer, ldb: r,
+                           beta: 0, c: t.pointer, ldc: r)
+                gxa = t
+            }
+            var gb: Tensor?
+            if needB {
+                let t = Tensor(zeros: [outF, r], zeroed: false)
+                GEMM.sgemm(transA: true, transB: false, m: outF, n: r, k: m, alpha: s, a: g2.pointer, lda: outF, b: xa.pointer, ldb: r,
+                           beta: 0, c: t.pointer, ldc: r)
+                gb = t
+            }
+            var ga: Tensor?
+            if needA, let gxa {
+                let t = Tensor(zeros: [r, inF], zeroed: false)
+                GEMM.sgemm(transA: true, transB: false, m: r, n: inF, k: m, alpha: 1, a: gxa.pointer, lda: r, b: xs.pointer, ldb: inF,
+                           beta: 0, c: t.pointer, ldc: inF)
+                ga = t
+            }
+            var gx: Tensor?
+            if needX, let gxa {
+                let t = g2.matmul2DRaw(w.detach().dtype == .float32 ? w.detach() : w.contiguousF32())
+                GEMM.sgemm(transA: false, transB: false, m: m, n: inF, k: r, alpha: 1, a: gxa.pointer, lda: r, b: ac.pointer, ldb: inF,
+                           beta: 1, c: t.pointer, ldc: inF)
+                gx = t.reshaped(inShape)
+            }
+            var res: [Tensor?] = [gx, w.requiresGrad ? g2.transposed().matmul2DRaw(xs.reshaped([m, inF])) : nil]
+            if let bias { res.append(bias.requiresGrad ? g2.sumAxisRaw(0).reshaped([outF]) : nil) }
+            res += [ga, gb]
+            return res
         }
     }
 }

@@ -85,6 +85,11 @@ public enum GEMM {
             return
         }
         let t = max(1, min(threads, work / workPerThread))
+        if n <= directNarrow || m <= directNarrow / 2 || m * k + k * n <= directFloats {
+            direct(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: t)
+            return
+        }
         packed(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: t)
     }
@@ -319,6 +324,111 @@ public enum GEMM {
 
     /// Widest column chunk of `skinnyAxpy` (4 accumulator rows of 32 KiB).
     static let axpyWidth = 8192
+
+    // MARK: - Direct path (narrow or small products)
+
+    /// Up to this many columns of C (or half as many rows), the direct path runs: packing the
+    /// large operand would copy it whole for a few multiply-adds per element (LoRA's x·Aᵀ with
+    /// r = 8 spent as long packing x as multiplying).
+    static let directNarrow = 32
+    /// Products whose A and B hold at most this many floats together (128 KiB: they stay in L2)
+    /// run the direct path too (attention's per-head 64x32 products spent more time packing
+    /// than computing).
+    static let directFloats = 32 * 1024
+
+    /// The micro-kernel on unpacked operands: op(A) rows are read where they lie (six row
+    /// streams, or six adjacent values per k when A is transposed), op(B) in place when it is
+    /// row-major and the 16-column strip is whole, else from one packed strip (k x 16). Strips of
+    /// C are the outer loop, so a strip of B is read from memory once and from cache for the
+    /// other row tiles. Threads split strips, or row tiles when there are few strips.
+    static func direct(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                       beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, threads t: Int) {
+        let strips = (n + nr - 1) / nr, tiles = (m + mr - 1) / mr
+        @Sendable func run(_ s0: Int, _ s1: Int, _ i0: Int, _ i1: Int, _ a: UnsafePointer<Float>,
+                           _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+            let ars = transA ? 1 : lda, aks = transA ? lda : 1
+            let needPack = transB || (s1 == strips && n % nr != 0)
+            PackScratch.with(.a, floats: needPack ? k * nr : 16) { strip in
+                for sIdx in s0..<s1 {
+                    let j = sIdx * nr, cols = min(nr, n - j)
+                    let bp: UnsafePointer<Float>, ldbp: Int
+                    if !transB && cols == nr {
+                        bp = b + j; ldbp = ldb
+                    } else {
+                        packB(transB: transB, b: b, ldb: ldb, p0: 0, j0: j, kc: k, nc: cols, into: strip)
+                        bp = UnsafePointer(strip); ldbp = nr
+                    }
+                    for tile in i0..<i1 {
+                        let i = tile * mr
+                        microKernelDirect(kc: k, a: a + i * ars, ars: ars, aks: aks, rows: min(mr, m - i), b: bp, ldb: ldbp,
+                                          c: c + i * ldc + j, ldc: ldc, alpha: alpha, beta: beta, cols: cols)
+                    }
+                }
+            }
+        }
+        if t == 1 {
+            run(0, strips, 0, tiles, a, b, c)
+            return
+        }
+        // Pointers stay valid until Kernels.parallel returns; units write disjoint blocks of C.
+        let ptrs = UnsafeSendablePointers(a: UnsafeRawPointer(a), b: UnsafeRawPointer(b), c: UnsafeMutableRawPointer(c))
+        let byStrips = strips >= 2 * t
+        let units = byStrips ? min(strips, 4 * t) : min(tiles, 4 * t)
+        Kernels.parallel(units) { u in
+            let pa = ptrs.a.assumingMemoryBound(to: Float.self), pb = ptrs.b!.assumingMemoryBound(to: Float.self)
+            let pc = ptrs.c.assumingMemoryBound(to: Float.self)
+            if byStrips {
+                run(strips * u / units, strips * (u + 1) / units, 0, tiles, pa, pb, pc)
+            } else {
+                run(0, strips, tiles * u / units, tiles * (u + 1) / units, pa, pb, pc)
+            }
+        }
+    }
+
+    /// The 6x16 micro-kernel with op(A)[i, p] at a[i * ars + p * aks] (rows past `rows` read row
+    /// 0 again and are not stored) and op(B)[p, 0..<16] at b[p * ldb ..< p * ldb + 16].
+    @inline(__always)
+    static func microKernelDirect(kc: Int, a: UnsafePointer<Float>, ars: Int, aks: Int, rows: Int,
+                                  b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                  alpha: Float, beta: Float, cols: Int) {
+        typealias V = SIMD8<Float>
+        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+        var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+        let o1 = rows > 1 ? ars : 0, o2 = rows > 2 ? 2 * ars : 0, o3 = rows > 3 ? 3 * ars : 0
+        let o4 = rows > 4 ? 4 * ars : 0, o5 = rows > 5 ? 5 * ars : 0
+        var bp = UnsafeRawPointer(b)
+        let bStep = ldb * 4
+        @inline(__always) func step(_ x0: Float, _ x1: Float, _ x2: Float, _ x3: Float, _ x4: Float, _ x5: Float) {
+            let b0 = bp.loadUnaligned(as: V.self)
+            let b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
+            var av = V(repeating: x0)
+            c00.addProduct(av, b0); c01.addProduct(av, b1)
+            av = V(repeating: x1)
+            c10.addProduct(av, b0); c11.addProduct(av, b1)
+            av = V(repeating: x2)
+            c20.addProduct(av, b0); c21.addProduct(av, b1)
+            av = V(repeating: x3)
+            c30.addProduct(av, b0); c31.addProduct(av, b1)
+            av = V(repeating: x4)
+            c40.addProduct(av, b0); c41.addProduct(av, b1)
+            av = V(repeating: x5)
+            c50.addProduct(av, b0); c51.addProduct(av, b1)
+            bp += bStep
+        }
+        if aks == 1 {
+            let a0 = a, a1 = a + o1, a2 = a + o2, a3 = a + o3, a4 = a + o4, a5 = a + o5
+            for p in 0..<kc { step(a0[p], a1[p], a2[p], a3[p], a4[p], a5[p]) }
+        } else {
+            var ap = a
+            for _ in 0..<kc {
+                step(ap[0], ap[o1], ap[o2], ap[o3], ap[o4], ap[o5])
+                ap += aks
+            }
+        }
+        storeTile(c, ldc: ldc, alpha: alpha, beta: beta, rows: rows, cols: cols,
+                  c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
+    }
 
     // MARK: - Packed (BLIS) path
 
@@ -673,6 +783,18 @@ public enum GEMM {
             ap += mr
             bp += nr * 4
         }
+        storeTile(c, ldc: ldc, alpha: alpha, beta: beta, rows: rows, cols: cols,
+                  c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51)
+    }
+
+    /// C[0..<rows, 0..<cols] = alpha * tile + beta * C (C not read when beta == 0), the tile in
+    /// 12 registers (row r: cr0, cr1).
+    @inline(__always)
+    static func storeTile(_ c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, rows: Int, cols: Int,
+                          _ c00: SIMD8<Float>, _ c01: SIMD8<Float>, _ c10: SIMD8<Float>, _ c11: SIMD8<Float>,
+                          _ c20: SIMD8<Float>, _ c21: SIMD8<Float>, _ c30: SIMD8<Float>, _ c31: SIMD8<Float>,
+                          _ c40: SIMD8<Float>, _ c41: SIMD8<Float>, _ c50: SIMD8<Float>, _ c51: SIMD8<Float>) {
+        typealias V = SIMD8<Float>
         if rows == mr && cols == nr {
             let va = V(repeating: alpha)
             if beta == 0 {

@@ -106,7 +106,9 @@ public enum Kernels {
 extension Kernels {
     /// Runs `body(0)`, ..., `body(n - 1)` in parallel and returns when all have finished.
     ///
-    /// Iterations are claimed dynamically by the calling thread and by persistent kernel threads,
+    /// Iterations are claimed dynamically by the calling thread and by `Kernels.threads - 1`
+    /// persistent kernel threads (never more, whatever `n`: a 96-chunk elementwise op on two
+    /// cores used to start 95 threads that all woke and spun on every later call),
     /// which spin for a short while (`KernelPool.spinNanoseconds`) after a job before they block,
     /// so that back-to-back calls start within microseconds. (With
     /// `DispatchQueue.concurrentPerform` the second thread of a 1-2 ms product started 0.1-0.3 ms
@@ -121,6 +123,24 @@ extension Kernels {
             return
         }
         KernelPool.shared.run(n, body)
+    }
+}
+
+extension Kernels {
+    /// Elements a range of `parallelRanges` holds at least (128 KiB of floats: a memory-bound
+    /// pass over it takes ~10-20 µs, several times the cost of handing it to a thread).
+    public static let elementwiseGrain = 1 << 15
+
+    /// Runs `body(lo, hi)` over contiguous ranges covering 0..<n: on this thread alone when n is
+    /// below two grains (or one thread is configured), else as up to 4 ranges a thread through
+    /// `parallel`. For elementwise passes over large buffers; ranges must write disjoint memory.
+    public static func parallelRanges(_ n: Int, grain: Int = elementwiseGrain, _ body: @Sendable (Int, Int) -> Void) {
+        let parts = Swift.min(n / Swift.max(grain, 1), 4 * threads)
+        if parts <= 1 || threads == 1 {
+            if n > 0 { body(0, n) }
+            return
+        }
+        parallel(parts) { i in body(n * i / parts, n * (i + 1) / parts) }
     }
 }
 
@@ -139,15 +159,17 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    /// Job generation (bits 8...) and iteration count (bits 0...7); bumped under `mutex`.
+    /// Job generation (bits 32...) and iteration count (bits 0...31); bumped under `mutex`.
     private let state = Atomic<Int>(0)
-    /// Job generation (bits 8...) and next unclaimed iteration (bits 0...7). Claiming with a
+    /// Job generation (bits 32...) and next unclaimed iteration (bits 0...31). Claiming with a
     /// compare-exchange on both means a thread that wakes late cannot claim from a newer job.
     private let claim = Atomic<Int>(0)
     private let finished = Atomic<Int>(0)     // iterations of the current job completed
     private let sleepers = Atomic<Int>(0)     // workers blocked in `cond`
     private let busy = Atomic<Bool>(false)    // held by the thread running a job
     private var threadCount = 0               // changed only while `busy` is held
+    /// Kernel threads started so far (for tests: at most the largest `Kernels.threads` - 1 used).
+    var workerCount: Int { threadCount }
     private var job: Job?                     // set before the job is published
 
     private init() {
@@ -155,13 +177,19 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
         pthread_cond_init(cond, nil)
     }
 
+    /// Bits of `state` and `claim` below the generation.
+    static let countBits = 32
+    static let countMask = (1 << countBits) - 1
+
     func run(_ n: Int, _ body: @Sendable (Int) -> Void) {
-        guard n <= 255, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
-            for i in 0..<n { body(i) }   // nested or concurrent use: run here
+        let threads = min(n, Kernels.threads)
+        guard threads > 1, n <= KernelPool.countMask,
+              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            for i in 0..<n { body(i) }   // one thread, nested or concurrent use: run here
             return
         }
         defer { busy.store(false, ordering: .releasing) }
-        while threadCount < n - 1 {
+        while threadCount < threads - 1 {
             if !startThread(index: threadCount + 1) { break }
             threadCount += 1
         }
@@ -169,9 +197,9 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
             job = Job(body: body)
             finished.store(0, ordering: .relaxed)
             pthread_mutex_lock(mutex)
-            let g = (state.load(ordering: .relaxed) >> 8) + 1
-            claim.store(g << 8, ordering: .relaxed)
-            state.store(g << 8 | n, ordering: .releasing)
+            let g = ((state.load(ordering: .relaxed) >> KernelPool.countBits) + 1) & 0x7fff_ffff   // stays non-negative
+            claim.store(g << KernelPool.countBits, ordering: .relaxed)
+            state.store(g << KernelPool.countBits | n, ordering: .releasing)
             if sleepers.load(ordering: .relaxed) > 0 { pthread_cond_broadcast(cond) }
             pthread_mutex_unlock(mutex)
             while let i = tryClaim(generation: g, count: n) {
@@ -190,9 +218,9 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
     /// Claims the next iteration of job `generation`, or returns nil if there is none.
     private func tryClaim(generation g: Int, count n: Int) -> Int? {
         var v = claim.load(ordering: .relaxed)
-        while v >> 8 == g && v & 255 < n {
+        while v >> KernelPool.countBits == g && v & KernelPool.countMask < n {
             let r = claim.compareExchange(expected: v, desired: v + 1, ordering: .acquiringAndReleasing)
-            if r.exchanged { return v & 255 }
+            if r.exchanged { return v & KernelPool.countMask }
             v = r.original
         }
         return nil
@@ -204,7 +232,7 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
     }
 
     private func startThread(index: Int) -> Bool {
-        let start = Unmanaged.passRetained(Start(pool: self, generation: state.load(ordering: .acquiring) >> 8))
+        let start = Unmanaged.passRetained(Start(pool: self, generation: state.load(ordering: .acquiring) >> KernelPool.countBits))
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
@@ -232,11 +260,11 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
         var seen = start
         while true {
             var s = state.load(ordering: .acquiring)
-            if s >> 8 == seen {
+            if s >> KernelPool.countBits == seen {
                 // Spin a while: the next job usually follows within microseconds.
                 let t0 = KernelPool.nanoseconds()
                 var spins = 0
-                while s >> 8 == seen {
+                while s >> KernelPool.countBits == seen {
                     spins += 1
                     if spins & 63 == 0 {
                         if KernelPool.nanoseconds() - t0 > KernelPool.spinNanoseconds { break }
@@ -244,11 +272,11 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
                     }
                     s = state.load(ordering: .acquiring)
                 }
-                if s >> 8 == seen {
+                if s >> KernelPool.countBits == seen {
                     pthread_mutex_lock(mutex)
                     sleepers.add(1, ordering: .relaxed)
                     s = state.load(ordering: .acquiring)
-                    while s >> 8 == seen {
+                    while s >> KernelPool.countBits == seen {
                         pthread_cond_wait(cond, mutex)
                         s = state.load(ordering: .acquiring)
                     }
@@ -256,8 +284,8 @@ final class KernelPool: @unchecked Sendable {  // shared state is atomics, or gu
                     pthread_mutex_unlock(mutex)
                 }
             }
-            seen = s >> 8
-            while let i = tryClaim(generation: seen, count: s & 255) {
+            seen = s >> KernelPool.countBits
+            while let i = tryClaim(generation: seen, count: s & KernelPool.countMask) {
                 runJob(i)
                 finished.add(1, ordering: .releasing)
             }

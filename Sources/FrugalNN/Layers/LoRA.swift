@@ -31,10 +31,12 @@ public final class LoRALinear: Module, Layer {
     }
 
     public func forward(_ x: Tensor) -> Tensor {
-        let y = base(x)
-        if isMerged { return y }
-        let xin = dropout?(x) ?? x
-        return y + xin.linear(weight: loraA).linear(weight: loraB) * scaling
+        if isMerged { return base(x) }
+        if let dropout, dropout.isTraining, dropout.p > 0 {
+            // The adapter sees a dropped-out input, the base the full one: two products.
+            return base(x) + dropout(x).linear(weight: loraA).linear(weight: loraB) * scaling
+        }
+        return x.loraLinear(weight: base.weight, bias: base.bias, loraA: loraA, loraB: loraB, scaling: scaling)
     }
 
     /// Adds (α/r)·B A into the base weight.
