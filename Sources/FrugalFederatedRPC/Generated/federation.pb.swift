@@ -107,6 +107,12 @@ public nonisolated struct Frugal_Fl_V1_TaskRequest: Sendable {
   /// Samples of the device's local data (checked against the server's partition).
   public var samples: UInt64 = 0
 
+  /// The last round the device took part in (0: none) and the digest of the copy it held before
+  /// that round: if the server (restarted) gives it that round again, the device starts from there.
+  public var lastRound: UInt32 = 0
+
+  public var previousDigest: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -500,7 +506,7 @@ nonisolated extension Frugal_Fl_V1_TensorSpec: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Frugal_Fl_V1_TaskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0\u{3}run_id\0\u{3}wait_seconds\0\u{3}copy_digest\0\u{1}samples\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}device_id\0\u{3}run_id\0\u{3}wait_seconds\0\u{3}copy_digest\0\u{1}samples\0\u{3}last_round\0\u{3}previous_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -513,6 +519,8 @@ nonisolated extension Frugal_Fl_V1_TaskRequest: SwiftProtobuf.Message, SwiftProt
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.waitSeconds) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.copyDigest) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.samples) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.lastRound) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.previousDigest) }()
       default: break
       }
     }
@@ -534,6 +542,12 @@ nonisolated extension Frugal_Fl_V1_TaskRequest: SwiftProtobuf.Message, SwiftProt
     if self.samples != 0 {
       try visitor.visitSingularUInt64Field(value: self.samples, fieldNumber: 5)
     }
+    if self.lastRound != 0 {
+      try visitor.visitSingularUInt32Field(value: self.lastRound, fieldNumber: 6)
+    }
+    if self.previousDigest != 0 {
+      try visitor.visitSingularUInt64Field(value: self.previousDigest, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -543,6 +557,8 @@ nonisolated extension Frugal_Fl_V1_TaskRequest: SwiftProtobuf.Message, SwiftProt
     if lhs.waitSeconds != rhs.waitSeconds {return false}
     if lhs.copyDigest != rhs.copyDigest {return false}
     if lhs.samples != rhs.samples {return false}
+    if lhs.lastRound != rhs.lastRound {return false}
+    if lhs.previousDigest != rhs.previousDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
