@@ -18,8 +18,7 @@ public func bootstrapDeploymentLogging(level: String) throws {
 
 /// Runs async work from synchronous code (a command's `run`) and waits for it.
 public func blockingAwait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    final class Box: @unchecked Sendable { var result: Result<T, any Error>? }   // written once before the signal
-    let box = Box()
+    let box = ResultBox<T>()
     let sem = DispatchSemaphore(value: 0)
     Task {
         do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
@@ -27,6 +26,12 @@ public func blockingAwait<T: Sendable>(_ body: @escaping @Sendable () async thro
     }
     sem.wait()
     return try box.result!.get()
+}
+
+/// A result handed from a task to a waiting thread. `@unchecked Sendable`: written once by the task
+/// before it signals, read by the waiter after the signal.
+final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, any Error>?
 }
 
 /// Peak resident memory of this process (VmHWM), bytes; nil where /proc is not available.

@@ -106,9 +106,10 @@ extension FL {
             let metrics = try cfg.metrics.map { try parseHostPort($0, what: "metrics") }
             let server = FederationServer(coordinator: coordinator, enrolment: try EnrolmentStore(path: cfg.enrolment),
                                           host: host, port: port, tls: cfg.tls, metrics: metrics)
+            let banner = "\(engine.strategy.name) (\(cfg.tls == nil ? "plaintext" : "TLS")), run \(coordinator.runID), rounds \(engine.round)/\(engine.config.rounds) done"
             let result = try blockingAwait {
                 let bound = try await server.start()
-                print("serving \(engine.strategy.name) on \(host):\(bound) (\(cfg.tls == nil ? "plaintext" : "TLS")), run \(coordinator.runID), rounds \(engine.round)/\(engine.config.rounds) done")
+                print("serving on \(host):\(bound): \(banner)")
                 flushStdout()
                 return try await server.run()
             }

@@ -294,7 +294,8 @@ public final class FederatedSimulation {
             let bytes = try strategy.encodeDownload(global: global, device: d, staleness: staleness[j], round: t, layout: layout)
             let mirror = try strategy.decodeDownload(bytes, device: d, layout: layout)
             starts.append(transport == nil ? mirror : nil)
-            downloads.append(bytes)
+            // Identical streams (dense downloads) share one buffer while the round is open.
+            if let prev = downloads.last, prev == bytes { downloads.append(prev) } else { downloads.append(bytes) }
             down.append(bytes.count)
             lastSync[d] = t
         }

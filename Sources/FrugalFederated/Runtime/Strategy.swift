@@ -171,7 +171,8 @@ public class DeviceCopies {
     public func forgetDevice(_ device: Int) { copies[device] = nil }
 }
 
-/// FedAvg: dense float32 downloads and uploads, sample-weighted averaging.
+/// FedAvg: dense float32 downloads and uploads, sample-weighted averaging. Downloads never depend
+/// on what a device held before, so no device copy is kept (on either side).
 public final class FedAvgStrategy: DeviceCopies, FederatedStrategy {
     public let name = "fedavg"
     let dense = DenseCodec()
@@ -181,9 +182,7 @@ public final class FedAvgStrategy: DeviceCopies, FederatedStrategy {
         try dense.encode(global, layout: layout)
     }
     public func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
-        let w = try dense.decode(bytes, layout: layout)
-        copies[device] = w
-        return w
+        try dense.decode(bytes, layout: layout)
     }
     public func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8] {
         try dense.encode(update, layout: layout)

@@ -101,7 +101,7 @@ public final class DeviceClient: @unchecked Sendable {
         let isIPv4 = options.host.split(separator: ".").count == 4 && options.host.allSatisfy { $0.isNumber || $0 == "." }
         let target: any ResolvableTarget = isIPv4 ? .ipv4(host: options.host, port: options.port) : .dns(host: options.host, port: options.port)
         return try HTTP2ClientTransport.Posix(target: target, transportSecurity: security,
-                                             config: .defaults { $0.backoff.maximum = .seconds(2) })
+                                             config: .defaults { $0.backoff.max = .seconds(2) })
     }
 
     var metadata: Metadata { ["authorization": "Bearer \(options.token)"] }
@@ -125,11 +125,18 @@ public final class DeviceClient: @unchecked Sendable {
                 }
                 logger.notice("server unreachable; retrying", metadata: ["device": "\(options.device)", "error": "\(e.code): \(e.message)"])
                 try await Task.sleep(nanoseconds: 500_000_000)
-            } catch let e as VanishedError {
-                throw e
+            } catch let e as TransientError {
+                let since = unreachableSince ?? Date()
+                unreachableSince = since
+                if Date().timeIntervalSince(since) > options.giveUpSeconds { throw DeploymentError("device \(options.device): \(e.message)") }
+                logger.notice("transfer interrupted; retrying", metadata: ["device": "\(options.device)", "error": "\(e.message)"])
+                try await Task.sleep(nanoseconds: 500_000_000)
             }
         }
     }
+
+    /// A download that ended early (the server went away mid-stream): retried.
+    struct TransientError: Error { let message: String }
 
     /// Thrown by `run` when `vanishInRound` stopped the device.
     public struct VanishedError: Error, Sendable { public let round: Int }
@@ -163,7 +170,7 @@ public final class DeviceClient: @unchecked Sendable {
         }
     }
 
-    struct Task_ {
+    struct Task_: Sendable {
         var assignment: DeviceAssignment
     }
 
@@ -178,6 +185,7 @@ public final class DeviceClient: @unchecked Sendable {
         req.samples = UInt64(rt.training.data.count)
         req.lastRound = UInt32(lastRound)
         req.previousDigest = previousDigest
+        let maxBytes = WireLimits.maxUploadBytes(parameters: rt.layout.count, segments: rt.layout.segments.count)
         do {
             return try await fed.getTask(req, metadata: metadata) { response -> Task_?? in
                 var header: Frugal_Fl_V1_TaskHeader?
@@ -187,7 +195,7 @@ public final class DeviceClient: @unchecked Sendable {
                     case .idle?: return .some(nil)
                     case .finished?: return nil
                     case .header(let h)?:
-                        guard h.totalBytes <= UInt64(WireLimits.maxUploadBytes(parameters: rt.layout.count, segments: rt.layout.segments.count)) else {
+                        guard h.totalBytes <= UInt64(maxBytes) else {
                             throw DeploymentError("download of \(h.totalBytes) bytes is larger than any stream for this model")
                         }
                         header = h
@@ -199,7 +207,7 @@ public final class DeviceClient: @unchecked Sendable {
                         bytes.append(contentsOf: data)
                     case .end(let e)?:
                         guard let h = header, bytes.count == Int(h.totalBytes), StreamDigest.of(bytes) == e.digest else {
-                            throw DeploymentError("download stream incomplete or corrupted")
+                            throw TransientError(message: "download stream incomplete or corrupted")
                         }
                         let a = DeviceAssignment(round: Int(h.round), device: d, download: bytes, start: nil, batchSize: Int(h.batchSize),
                                                  uploadSettings: h.uploadSettings, staleness: h.hasStaleness ? Int(h.staleness) : nil)
@@ -207,7 +215,7 @@ public final class DeviceClient: @unchecked Sendable {
                     case nil: throw DeploymentError("empty task message")
                     }
                 }
-                throw DeploymentError("task stream ended early")
+                throw TransientError(message: "task stream ended early")
             }
         } catch let e as RPCError where e.code == .failedPrecondition {
             // Refused for this round (state mismatch) or a stale run id: log and ask again.
@@ -235,7 +243,11 @@ public final class DeviceClient: @unchecked Sendable {
         summary.bytesDown += a.download.count
         let start = try DeviceRound.begin(a, strategy: rt.strategy, layout: rt.layout)
         if let v = vanishInRound, a.round >= v { throw VanishedError(round: a.round) }
-        var trained = try await Self.offPool { try rt.training.train(device: d, round: a.round, from: start, batch: a.batchSize, on: rt.model, layout: rt.layout) }
+        let job = UncheckedBox(rt)
+        var trained = try await Self.offPool {
+            let rt = job.value
+            return try rt.training.train(device: d, round: a.round, from: start, batch: a.batchSize, on: rt.model, layout: rt.layout)
+        }
         tamperUpdate?(a.round, &trained.update)
         let outcome = DeviceRound.finish(trained, device: d, uploadSettings: a.uploadSettings, strategy: rt.strategy, layout: rt.layout)
         try saveState()
@@ -257,7 +269,7 @@ public final class DeviceClient: @unchecked Sendable {
         }
         let chunks = payload.isEmpty ? [] : payload.chunks(of: WireLimits.chunkBytes)
         let h = header
-        let reply = try await fed.submitUpdate(metadata: metadata) { writer in
+        let reply = try await fed.submitUpdate(metadata: metadata, requestProducer: { writer in
             var first = Frugal_Fl_V1_UpdateChunk()
             first.kind = .header(h)
             try await writer.write(first)
@@ -266,7 +278,7 @@ public final class DeviceClient: @unchecked Sendable {
                 m.kind = .data(c)
                 try await writer.write(m)
             }
-        }
+        })
         summary.rounds.append(a.round)
         summary.bytesUp += payload.count
         if reply.accepted {
@@ -277,6 +289,10 @@ public final class DeviceClient: @unchecked Sendable {
             logger.warning("update not accepted", metadata: ["device": "\(d)", "round": "\(a.round)", "reason": "\(reply.reason)"])
         }
     }
+
+    /// Carries the device's runtime to the training thread. `@unchecked Sendable`: the device
+    /// loop awaits the training before it touches the runtime again, so only one thread uses it.
+    struct UncheckedBox<T>: @unchecked Sendable { let value: T; init(_ v: T) { value = v } }
 
     /// Runs blocking work (local training) on a Dispatch thread, not on the concurrency pool.
     static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {

@@ -10,6 +10,12 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
     let coordinator: Coordinator
     let enrolment: EnrolmentStore
     let logger: Logger
+    static func chunk(_ k: Frugal_Fl_V1_TaskChunk.OneOf_Kind) -> Frugal_Fl_V1_TaskChunk {
+        var c = Frugal_Fl_V1_TaskChunk()
+        c.kind = k
+        return c
+    }
+
     /// Longest a GetTask call is held open.
     static let maxWait = 60.0
 
@@ -79,18 +85,14 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
             }
             break
         }
-        let chunk: (Frugal_Fl_V1_TaskChunk.OneOf_Kind) -> Frugal_Fl_V1_TaskChunk = { k in
-            var c = Frugal_Fl_V1_TaskChunk()
-            c.kind = k
-            return c
-        }
         switch answer {
         case .wait:
-            return StreamingServerResponse { w in try await w.write(chunk(.idle(.init()))); return [:] }
+            return StreamingServerResponse { w in try await w.write(Self.chunk(.idle(.init()))); return [:] }
         case .finished(let rounds):
-            var f = Frugal_Fl_V1_Finished()
-            f.rounds = UInt32(rounds)
-            return StreamingServerResponse { w in try await w.write(chunk(.finished(f))); return [:] }
+            var f_ = Frugal_Fl_V1_Finished()
+            f_.rounds = UInt32(rounds)
+            let f = f_
+            return StreamingServerResponse { w in try await w.write(Self.chunk(.finished(f))); return [:] }
         case .refused(let why):
             throw RPCError(code: .failedPrecondition, message: why)
         case .task(let a, let left):
@@ -101,13 +103,14 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
             h.uploadSettings = a.uploadSettings
             if let s = a.staleness { h.staleness = UInt32(s) }
             h.secondsLeft = left
-            var end = Frugal_Fl_V1_TaskEnd()
-            end.digest = StreamDigest.of(a.download)
+            var end_ = Frugal_Fl_V1_TaskEnd()
+            end_.digest = StreamDigest.of(a.download)
+            let (end, head) = (end_, h)
             let coordinator = self.coordinator
             return StreamingServerResponse { w in
-                try await w.write(chunk(.header(h)))
-                for c in a.download.chunks(of: WireLimits.chunkBytes) { try await w.write(chunk(.data(c))) }
-                try await w.write(chunk(.end(end)))
+                try await w.write(Self.chunk(.header(head)))
+                for c in a.download.chunks(of: WireLimits.chunkBytes) { try await w.write(Self.chunk(.data(c))) }
+                try await w.write(Self.chunk(.end(end)))
                 coordinator.countDownload(a.download.count)
                 return [:]
             }
