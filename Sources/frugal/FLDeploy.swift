@@ -185,7 +185,7 @@ extension FL {
             } } catch let e as DeviceClient.VanishedError {
                 print("device stopped on purpose in round \(e.round) (FRUGAL_FL_TEST_DIE_IN_ROUND)")
                 flushStdout()
-                exit(3)
+                Foundation.exit(3)
             }
             for (d, s) in zip(ids, summaries) {
                 print("device \(d): rounds \(s.rounds), \(s.accepted) accepted, \(s.rejected.count) not accepted, \(fmt(Double(s.bytesDown) / 1e6, 3)) MB down, \(fmt(Double(s.bytesUp) / 1e6, 3)) MB up")

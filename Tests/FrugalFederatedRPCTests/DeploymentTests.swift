@@ -135,8 +135,8 @@ final class Deployment: @unchecked Sendable {
     }
 
     func client(_ d: Int, token: String? = nil, host: String = "127.0.0.1", trust: String? = nil) throws -> DeviceClient {
-        var o = DeviceOptions(host: host, port: port, device: d, token: token ?? "token-\(d)",
-                              trustedCertificate: tls ? (trust ?? (try fixture("test-server.pem"))) : nil)
+        let ca: String? = tls ? try (trust ?? fixture("test-server.pem")) : nil
+        var o = DeviceOptions(host: host, port: port, device: d, token: token ?? "token-\(d)", trustedCertificate: ca)
         o.waitSeconds = 5
         o.giveUpSeconds = 30
         o.statePath = state.appendingPathComponent("device-\(d).state").path

@@ -356,7 +356,8 @@ public final class CaesarStrategy: DeviceCopies, FederatedStrategy {
     public func applyUploadSettings(_ settings: [String: Double], device: Int) throws {
         guard compressUpload else { return }
         guard let r = settings["ratio"] else { throw FederatedError("Caesar upload settings for device \(device) carry no ratio") }
-        guard r.isFinite, r >= upload.thetaMin, r <= upload.thetaMax else {
+        // The planner's linear spread may land a rounding error outside [θ_min, θ_max].
+        guard r.isFinite, r > 0, r <= 1, r >= upload.thetaMin - 1e-9, r <= upload.thetaMax + 1e-9 else {
             throw FederatedError("Caesar upload ratio \(r) for device \(device) is outside [\(upload.thetaMin), \(upload.thetaMax)]")
         }
         uploadRatios[device] = r
