@@ -176,12 +176,12 @@ extension FL {
             if let state, ids.count > 1 { try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true) }
             let summaries: [DeviceSummary]
             do { summaries = try blockingAwait {
-                try await withThrowingTaskGroup(of: (Int, DeviceSummary).self) { group in
-                    for c in clients { group.addTask { (c.options.device, try await c.run()) } }
-                    var out: [(Int, DeviceSummary)] = []
-                    for try await s in group { out.append(s) }
-                    return out.sorted { $0.0 < $1.0 }.map { $0.1 }
+                let box = Summaries(clients.count)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (i, c) in clients.enumerated() { group.addTask { box.set(i, try await c.run()) } }
+                    try await group.waitForAll()
                 }
+                return box.all
             } } catch let e as DeviceClient.VanishedError {
                 print("device stopped on purpose in round \(e.round) (FRUGAL_FL_TEST_DIE_IN_ROUND)")
                 flushStdout()
@@ -250,6 +250,15 @@ extension FL {
             print("enrolled \(ids.count) device(s) in \(file); tokens in \(out)/device-N.token")
         }
     }
+}
+
+/// Per-device summaries of one `fl join` process. `@unchecked Sendable`: guarded by the lock.
+final class Summaries: @unchecked Sendable {
+    let lock = NSLock()
+    var slots: [DeviceSummary]
+    init(_ n: Int) { slots = Array(repeating: DeviceSummary(), count: n) }
+    func set(_ i: Int, _ s: DeviceSummary) { lock.lock(); slots[i] = s; lock.unlock() }
+    var all: [DeviceSummary] { lock.lock(); defer { lock.unlock() }; return slots }
 }
 
 /// Data sets loaded once for all devices of one `fl join` process (read-only, shared).

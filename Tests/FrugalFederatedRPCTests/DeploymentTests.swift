@@ -148,17 +148,24 @@ final class Deployment: @unchecked Sendable {
 /// Runs the server and the given clients to the end; returns the result and each device's summary (or error).
 func runAll(_ dep: Deployment, _ clients: [DeviceClient]) async throws -> (SimulationResult, [Result<DeviceSummary, any Error>]) {
     async let result = dep.server.run()
-    let outcomes = await withTaskGroup(of: (Int, Result<DeviceSummary, any Error>).self) { g in
+    let box = Outcomes(clients.count)
+    await withTaskGroup(of: Void.self) { g in
         for (i, c) in clients.enumerated() {
             g.addTask {
-                do { return (i, .success(try await c.run())) } catch { return (i, .failure(error)) }
+                do { box.set(i, .success(try await c.run())) } catch { box.set(i, .failure(error)) }
             }
         }
-        var out: [(Int, Result<DeviceSummary, any Error>)] = []
-        for await o in g { out.append(o) }
-        return out.sorted { $0.0 < $1.0 }.map { $0.1 }
     }
-    return (try await result, outcomes)
+    return (try await result, box.all)
+}
+
+/// Per-client outcomes. `@unchecked Sendable`: guarded by the lock.
+final class Outcomes: @unchecked Sendable {
+    let lock = NSLock()
+    var slots: [Result<DeviceSummary, any Error>?]
+    init(_ n: Int) { slots = Array(repeating: nil, count: n) }
+    func set(_ i: Int, _ r: Result<DeviceSummary, any Error>) { lock.lock(); slots[i] = r; lock.unlock() }
+    var all: [Result<DeviceSummary, any Error>] { lock.lock(); defer { lock.unlock() }; return slots.map { $0! } }
 }
 
 @Suite(.serialized) struct DeploymentTests {

@@ -58,6 +58,7 @@ public struct DeviceSummary: Sendable {
     public var rejected: [String] = []
     public var bytesDown = 0
     public var bytesUp = 0
+    public init() {}
 }
 
 /// `frugal fl join`: a device process. Joins, builds its runtime from the run's options, then
@@ -112,10 +113,18 @@ public final class DeviceClient: @unchecked Sendable {
         var unreachableSince: Date?
         while true {
             do {
-                let done = try await withGRPCClient(transport: try transport()) { client in
-                    try await self.session(Frugal_Fl_V1_Federation.Client(wrapping: client))
+                // Errors leave the client's scope as values: thrown from inside, they may come out
+                // as the connection task's cancellation instead.
+                let end = try await withGRPCClient(transport: try transport()) { client -> SessionEnd in
+                    do { return try await self.session(Frugal_Fl_V1_Federation.Client(wrapping: client)) ? .finished : .again } catch {
+                        return .failed(ErrorBox(error: error))
+                    }
                 }
-                if done { return summary }
+                switch end {
+                case .finished: return summary
+                case .again: break
+                case .failed(let box): throw box.error
+                }
                 unreachableSince = nil
             } catch let e as RPCError where [.unavailable, .unknown, .deadlineExceeded, .cancelled, .internalError].contains(e.code) {
                 let since = unreachableSince ?? Date()
@@ -134,6 +143,10 @@ public final class DeviceClient: @unchecked Sendable {
             }
         }
     }
+
+    enum SessionEnd: Sendable { case finished, again, failed(ErrorBox) }
+    /// `@unchecked Sendable`: the error is only rethrown by the task that made it.
+    struct ErrorBox: @unchecked Sendable { let error: any Error }
 
     /// A download that ended early (the server went away mid-stream): retried.
     struct TransientError: Error { let message: String }

@@ -18,14 +18,20 @@ public struct Enrolment: Codable, Sendable, Equatable {
     public init(devices: [Entry] = []) { self.devices = devices }
 
     /// Hex SHA-256 of a token.
-    public static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    public static func hash(_ token: String) -> String { hex(Array(SHA256.hash(data: Data(token.utf8)))) }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(2 * bytes.count)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A new random token: 32 bytes from the system's secure generator, hex.
     public static func newToken() -> String {
         var g = SystemRandomNumberGenerator()
-        return (0 ..< 32).map { _ in String(format: "%02x", UInt8.random(in: 0 ... 255, using: &g)) }.joined()
+        return hex((0 ..< 32).map { _ in UInt8.random(in: 0 ... 255, using: &g) })
     }
 
     /// Enrols `device` with a new token (replacing any earlier one) and returns the token.

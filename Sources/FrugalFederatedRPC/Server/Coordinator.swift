@@ -182,7 +182,6 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
         while true {
             guard let cur = open else { break }
             if let c = crashWhenJournalled, c.round == t, cur.accepted >= c.count {
-                open!.closed = true
                 throw DeploymentError("simulated crash in round \(t) after \(cur.accepted) journalled updates")
             }
             if cur.outcomes.allSatisfy({ $0 != nil }) || cur.accepted >= need { break }
@@ -300,6 +299,8 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
         var o = open!
         o.outcomes[o.index[device]!] = .checked(update: update, bytes: bytes.count, samples: samples, loss: loss)
         o.accepted += 1
+        // Test hook: the "crash" takes effect at once, so no later update gets in.
+        if let c = crashWhenJournalled, c.round == round, o.accepted >= c.count { o.closed = true }
         open = o
         bytesUpTotal += bytes.count
         metrics.bytesUp.increment(by: Int64(bytes.count))
