@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 import Logging
 import GRPCCore
@@ -117,6 +120,7 @@ final class Deployment: @unchecked Sendable {
     let port: Int
     let state: URL
     let tls: Bool
+    var metricsText: String?
 
     init(_ setup: Setup, state: URL, deadline: Double = 30, tls: Bool = false, port: Int = 0,
          crash: (round: Int, count: Int)? = nil, enrolled: Enrolment? = nil) async throws {
@@ -132,6 +136,12 @@ final class Deployment: @unchecked Sendable {
                                   port: port, tls: t, metrics: ("127.0.0.1", 0), logger: quietLogger("server"))
         server.lingerSeconds = 1
         self.port = try await server.start()
+        let mport = server.metricsPort!
+        // Fetch /metrics over HTTP once the run is over (the endpoint closes when the server stops).
+        server.beforeStop = { [weak self] in
+            let url = URL(string: "http://127.0.0.1:\(mport)/metrics")!
+            if let (data, _) = try? await URLSession.shared.data(from: url) { self?.metricsText = String(decoding: data, as: UTF8.self) }
+        }
     }
 
     func client(_ d: Int, token: String? = nil, host: String = "127.0.0.1", trust: String? = nil) throws -> DeviceClient {
@@ -189,6 +199,8 @@ final class Outcomes: @unchecked Sendable {
         #expect(summaries.reduce(0) { $0 + $1.bytesUp } == result.rows.last!.cumulativeBytesUp)
         let metrics = dep.server.coordinator.metrics.text()
         #expect(metrics.contains("frugal_fl_rounds_completed_total 3"))
+        // The same text over HTTP from the metrics endpoint (still up: it closes with the server).
+        #expect(dep.metricsText?.contains("frugal_fl_rounds_completed_total") == true)
         #expect(metrics.contains("frugal_fl_upload_bytes_total \(result.rows.last!.cumulativeBytesUp)"))
     }
 

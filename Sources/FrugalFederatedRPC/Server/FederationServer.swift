@@ -97,8 +97,12 @@ public final class FederationServer: @unchecked Sendable {
         return try result.get()
     }
 
+    /// Runs after the last round, before the server stops (tests read the endpoints here).
+    public var beforeStop: (@Sendable () async -> Void)?
+
     /// Stops serving (open calls end).
     public func stop() async {
+        await beforeStop?()
         grpc?.beginGracefulShutdown()
         if let serving { _ = try? await serving.value }
         await metricsEndpoint?.close()

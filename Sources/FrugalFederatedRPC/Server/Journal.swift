@@ -50,6 +50,12 @@ struct UploadJournal {
     /// Deletes the entries of rounds up to `round` (they are in the checkpoint now).
     func clear(upTo round: Int) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for n in names where n.hasPrefix(".r") && n.contains(".upd.tmp-") {
+            // a write that a crash interrupted (never acknowledged)
+            if let r = Int(n.dropFirst(2).prefix { $0.isNumber }), r <= round {
+                try? FileManager.default.removeItem(at: directory.appendingPathComponent(n))
+            }
+        }
         for n in names where n.hasPrefix("r") && n.hasSuffix(".upd") {
             if let r = Int(n.dropFirst().prefix { $0.isNumber }), r <= round {
                 try? FileManager.default.removeItem(at: directory.appendingPathComponent(n))
