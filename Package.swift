@@ -72,6 +72,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            exclude: ["Protos"],
             swiftSettings: fast),
         .executableTarget(
             name: "frugal",
