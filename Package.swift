@@ -21,9 +21,20 @@ let package = Package(
         .library(name: "FrugalMoE", targets: ["FrugalMoE"]),
         .library(name: "FrugalNAS", targets: ["FrugalNAS"]),
         .library(name: "FrugalPEFT", targets: ["FrugalPEFT"]),
+        .library(name: "FrugalFederatedRPC", targets: ["FrugalFederatedRPC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // gRPC deployment (FrugalFederatedRPC only).
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // Tensors, storage and dtypes, autograd tape, kernels, RNG, memory accounting.
@@ -43,16 +54,38 @@ let package = Package(
         .target(name: "FrugalNAS", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         // DropPEFT: stochastic layer dropout, LoRA fine-tuning of pretrained transformers.
         .target(name: "FrugalPEFT", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated"], swiftSettings: fast, linkerSettings: libm),
+        // Federated learning across processes and hosts: gRPC coordinator and device, TLS, enrolment
+        // tokens, journal, metrics. The only target with the gRPC/NIO/protobuf dependencies.
+        .target(
+            name: "FrugalFederatedRPC",
+            dependencies: [
+                "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            exclude: ["Protos"],
+            swiftSettings: fast),
         .executableTarget(
             name: "frugal",
             dependencies: [
                 "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE", "FrugalNAS", "FrugalPEFT",
+                "FrugalFederatedRPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
         .testTarget(name: "FrugalCoreTests", dependencies: ["FrugalCore"], swiftSettings: fast),
         .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
+        .testTarget(name: "FrugalFederatedRPCTests", dependencies: ["FrugalFederatedRPC", "FrugalFederated"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalNASTests", dependencies: ["FrugalNAS"], swiftSettings: fast),

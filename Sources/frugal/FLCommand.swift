@@ -9,13 +9,13 @@ import FrugalFederated
 struct FL: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fl",
-        abstract: "Federated learning on simulated devices (FedAvg, compression baselines, Caesar).",
-        subcommands: [Run.self, Compare.self])
+        abstract: "Federated learning: simulated devices (run, compare) or real processes over gRPC (serve, join, status, enrol).",
+        subcommands: [Run.self, Compare.self, Serve.self, Join.self, Status.self, Enrol.self])
 
     /// Options shared by `fl run` and `fl compare`: the data, devices, rounds and local training.
     struct Setup: ParsableArguments {
-        @Option(help: "mnist, fmnist (LeNet), cifar10 (CifarCNN)") var dataset = "fmnist"
-        @Option(help: "lenet or cnn (default: lenet for (f)mnist, cnn for cifar10).") var model: String?
+        @Option(help: "mnist, fmnist (LeNet), cifar10 (CifarCNN), synthetic (generated 28x28 strokes, 10 classes; --limit-train images, default 6000)") var dataset = "fmnist"
+        @Option(help: "lenet, cnn or mlp:H1,H2,... (default: lenet for (f)mnist and synthetic, cnn for cifar10).") var model: String?
         @Option(help: "Number of devices.") var devices = 100
         @Option(name: .customLong("per-round"), help: "Devices selected per round.") var perRound = 10
         @Option(help: "Rounds.") var rounds = 20
@@ -45,7 +45,11 @@ struct FL: ParsableCommand {
             case "mnist": (train, test, norm) = (try MNIST.load(dir: root + "/mnist", train: true), try MNIST.load(dir: root + "/mnist", train: false), MNIST.normalization)
             case "fmnist", "fashion-mnist": (train, test, norm) = (try FashionMNIST.load(dir: root + "/fashion-mnist", train: true), try FashionMNIST.load(dir: root + "/fashion-mnist", train: false), FashionMNIST.normalization)
             case "cifar10": (train, test, norm) = (try CIFAR10.load(dir: root + "/cifar-10-batches-bin", train: true), try CIFAR10.load(dir: root + "/cifar-10-batches-bin", train: false), CIFAR10.normalization)
-            default: throw CLIError("unknown data set '\(dataset)': use mnist, fmnist or cifar10")
+            case "synthetic":
+                let n = max(limitTrain ?? 6000, 10)
+                return (try SyntheticImages.strokes(count: n, seed: 17), try SyntheticImages.strokes(count: max(n / 5, 10), seed: 18),
+                        Normalization(mean: [0.5], std: [0.5]))
+            default: throw CLIError("unknown data set '\(dataset)': use mnist, fmnist, cifar10 or synthetic")
             }
             if let n = limitTrain, n < train.count { train = try train.subset(Array(0 ..< max(n, 1))) }
             return (train, test, norm)
@@ -58,7 +62,11 @@ struct FL: ParsableCommand {
             case "cnn":
                 guard train.height % 8 == 0 else { throw CLIError("--model cnn needs images whose size is a multiple of 8 (got \(train.height)); use lenet") }
                 return CifarCNN(inChannels: train.channels, classes: train.classes, imageSize: train.height, rng: &rng)
-            case let m: throw CLIError("unknown model '\(m)': use lenet or cnn")
+            case let m where m.hasPrefix("mlp:"):
+                let hidden = m.dropFirst(4).split(separator: ",").map { Int($0) ?? 0 }
+                guard !hidden.isEmpty, hidden.allSatisfy({ $0 > 0 }) else { throw CLIError("--model \(m): use mlp:H1,H2,... with positive widths") }
+                return FlatMLP([train.channels * train.height * train.width] + hidden + [train.classes], rng: &rng)
+            case let m: throw CLIError("unknown model '\(m)': use lenet, cnn or mlp:H1,H2,...")
             }
         }
 
@@ -120,16 +128,21 @@ struct FL: ParsableCommand {
             guard ["literal", "difference"].contains(caesarRebuild) else { throw ValidationError("--caesar-rebuild must be literal or difference") }
         }
 
-        static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R] (both directions), stc-up[:R] (uploads only), caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas; upload-uniform instead of upload ablates the importance ranking at the same mean ratio); append +down to compress a baseline's downloads too (server error feedback, missed updates replayed), +batch to plan its batch sizes like Caesar"
+        static let help = "fedavg, topk[:R], randk[:R], qsgd[:S], signsgd, stc[:R] (both directions), stc-up[:R] (uploads only), caesar[:PARTS] (PARTS: any of download,upload,batch joined by commas; upload-uniform instead of upload ablates the importance ranking at the same mean ratio); append +down to compress a baseline's downloads too (server error feedback, missed updates replayed), +batch to plan its batch sizes like Caesar, +median or +trim:B for robust aggregation (coordinate-wise median, trimmed mean)"
 
         func make(_ spec: String, setup: Setup, seed: UInt64) throws -> any FederatedStrategy {
             var base = spec
             var planned = false, down = false
+            var robust: RobustRule?
             while let plus = base.lastIndex(of: "+") {
                 switch base[base.index(after: plus)...] {
                 case "batch": planned = true
                 case "down": down = true
-                case let x: throw CLIError("strategy '\(spec)': unknown suffix '+\(x)': use +batch or +down")
+                case "median": robust = .median
+                case let x where x.hasPrefix("trim:"):
+                    guard let b = Double(x.dropFirst(5)), b >= 0, b < 0.5 else { throw CLIError("strategy '\(spec)': +trim:B needs 0 ≤ B < 0.5") }
+                    robust = .trimmedMean(b)
+                case let x: throw CLIError("strategy '\(spec)': unknown suffix '+\(x)': use +batch, +down, +median or +trim:B")
                 }
                 base = String(base[..<plus])
             }
@@ -177,11 +190,13 @@ struct FL: ParsableCommand {
                                        planner: planner, seed: seed)
             default: throw CLIError("unknown strategy '\(spec)': use \(Self.help)")
             }
+            var out = strat
             if planned {
                 guard setup.localSteps != nil else { throw CLIError("strategy '\(spec)': +batch needs --local-steps N") }
-                return PlannedBatchSizes(strat, planner: planner)
+                out = PlannedBatchSizes(strat, planner: planner)
             }
-            return strat
+            if let robust { out = try RobustAggregation(out, rule: robust) }
+            return out
         }
     }
 
@@ -410,4 +425,11 @@ struct CompareSummary {
         }
         return p
     }
+}
+
+/// An MLP on flattened images (for `--model mlp:…`).
+final class FlatMLP: Module, Layer {
+    let mlp: MLP
+    init(_ sizes: [Int], rng: inout RNG) { mlp = MLP(sizes, rng: &rng) }
+    func forward(_ x: Tensor) -> Tensor { mlp(x.flattened(from: 1)) }
 }

@@ -175,17 +175,24 @@ public final class PlannedBatchSizes: FederatedStrategy {
         return plan.batchSizes
     }
     public func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8] {
-        let b = try inner.encodeUpload(update, device: device, layout: layout)
-        lastUpload[device] = b.count
-        anyUpload = b.count
-        return b
+        try inner.encodeUpload(update, device: device, layout: layout)
     }
+    /// Records the upload size here, on the server's side (a remote device's object never sees the plan).
     public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
-        try inner.decodeUpload(bytes, device: device, layout: layout)
+        let u = try inner.decodeUpload(bytes, device: device, layout: layout)
+        lastUpload[device] = bytes.count
+        anyUpload = bytes.count
+        return u
     }
     public func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float] {
         inner.aggregate(global: global, updates: updates, weights: weights)
     }
+    public func uploadSettings(device: Int) -> [String: Double] { inner.uploadSettings(device: device) }
+    public func applyUploadSettings(_ settings: [String: Double], device: Int) throws {
+        try inner.applyUploadSettings(settings, device: device)
+    }
+    public func modelCopy(device: Int) -> [Float]? { inner.modelCopy(device: device) }
+    public func forgetDevice(_ device: Int) { inner.forgetDevice(device) }
     public func saveState() -> StrategyState {
         var s = inner.saveState()
         for (d, b) in lastUpload { s.integers["batch.lastUpload.\(d)"] = UInt64(b) }

@@ -128,8 +128,9 @@ public struct SimulationResult: Sendable, Codable, Equatable {
     }
 }
 
-/// A synchronous federated-learning simulation: real local training of `model` on each selected
-/// device's data, a simulated clock from the device profiles, and traffic from the encoded streams.
+/// The round engine: a synchronous federated-learning run with real local training of `model` on
+/// each selected device's data, a simulated clock from the device profiles, and traffic from the
+/// encoded streams. Devices are simulated in this process, or remote through `transport`.
 ///
 ///     var cfg = SimulationConfig(); cfg.rounds = 5; cfg.devicesPerRound = 10
 ///     let sim = try FederatedSimulation(model: lenet, train: train, test: test, partition: part,
@@ -158,8 +159,11 @@ public final class FederatedSimulation {
     public internal(set) var wallTimes: [RoundWallTime] = []
     /// Extra copies of `model` (same architecture) for training devices in parallel.
     public let replicas: [any Layer]
-    /// Test hook: may alter a device's update before it is checked and encoded.
+    /// Test hook: may alter a simulated device's update before it is checked and encoded.
     public var faultInjection: ((_ round: Int, _ device: Int, _ update: inout [Float]) -> Void)?
+    /// Where the devices run: nil for simulated devices in this process; a remote transport (the
+    /// gRPC coordinator) for real ones. Everything else in a round is the same.
+    public var transport: (any RoundTransport)?
 
     let labelCounts: [[Int]]
     let globalCounts: [Int]
@@ -236,38 +240,9 @@ public final class FederatedSimulation {
 
     func select() -> [Int] { selectDevices(devices, count: config.devicesPerRound, rng: &rng) }
 
-    /// Local training from `start`; returns the update, the samples processed and the mean loss.
-    func train(device d: Int, from start: [Float], batch: Int, on model: any Layer) throws -> (update: [Float], samples: Int, loss: Double) {
-        try ModelVector.load(start, into: model, layout: layout)
-        let data = clientData[d]
-        let loaderSeed = config.seed &+ UInt64(round) &* 1_000_003 &+ UInt64(d) &* 7919
-        let loader = try DataLoader(data, batchSize: batch, shuffle: true, dropLast: false, seed: loaderSeed,
-                                    normalization: normalization, prefetch: 2)
-        let opt = SGD(model.trainableParameters(), lr: config.learningRate, momentum: config.momentum,
-                      weightDecay: config.weightDecay)
-        model.train()
-        var samples = 0, steps = 0, lossSum = 0.0
-        let maxSteps = config.localSteps ?? Int.max
-        var epoch = 0
-        outer: while config.localSteps != nil || epoch < config.localEpochs {
-            for b in loader.epoch(epoch) {
-                if steps >= maxSteps { break outer }
-                let (x, y) = tensors(of: b)
-                let logits = model(x)
-                let loss = Loss.crossEntropy(logits, y)
-                opt.zeroGrad()
-                loss.backward()
-                opt.step()
-                lossSum += Double(loss.item) * Double(y.count)
-                samples += y.count
-                steps += 1
-            }
-            epoch += 1
-            if steps >= maxSteps { break }
-        }
-        var update = ModelVector.flatten(model)
-        for i in 0 ..< update.count { update[i] -= start[i] }
-        return (update, samples, lossSum / Double(max(samples, 1)))
+    /// Local training of `device` (the `LocalTraining` rule every device follows).
+    public func localTraining(device d: Int) -> LocalTraining {
+        LocalTraining(data: clientData[d], normalization: normalization, config: config)
     }
 
     /// Evaluates the current global model on the test set.
@@ -276,7 +251,32 @@ public final class FederatedSimulation {
         return try evaluate(model, on: test, normalization: normalization)
     }
 
-    /// Runs one round and returns its row.
+    /// Server: decodes a device's upload stream with the strategy and checks it (entries, finite
+    /// values); returns the update or why it was rejected. Not thread-safe: a transport calls it
+    /// from one thread at a time while `runRound` waits in `exchange`.
+    public func checkUpload(_ bytes: [UInt8], device: Int) -> (update: [Float]?, rejection: String?) {
+        do {
+            let decoded = try strategy.decodeUpload(bytes, device: device, layout: layout)
+            if decoded.count != layout.count {
+                return (nil, "decoded update has \(decoded.count) entries, the model has \(layout.count)")
+            }
+            if let bad = FloatScan.firstNonFinite(decoded) {
+                return (nil, "decoded update has non-finite value at \(layout.name(at: bad))")
+            }
+            return (decoded, nil)
+        } catch {
+            return (nil, "upload failed: \(error)")
+        }
+    }
+
+    /// Sample count of `device`'s data (its aggregation weight) and its per-class counts.
+    public func dataSummary(device: Int) -> (samples: Int, labelCounts: [Int]) {
+        (clientData[device].count, labelCounts[device])
+    }
+
+    /// Runs one round and returns its row: select, encode the downloads (the strategy mirrors each
+    /// device's decode), plan batch sizes, run the devices through `transport` (here, when nil),
+    /// check the uploads, aggregate them in selection order, advance the clock, evaluate.
     @discardableResult
     public func runRound() throws -> RoundRecord {
         let wallStart = DispatchTime.now().uptimeNanoseconds
@@ -289,10 +289,13 @@ public final class FederatedSimulation {
                                labelCounts: selected.map { labelCounts[$0] }, globalLabelCounts: globalCounts,
                                staleness: staleness)
         try strategy.prepare(ctx, layout: layout)
-        var starts: [[Float]] = [], down: [Int] = []
+        var downloads: [[UInt8]] = [], starts: [[Float]?] = [], down: [Int] = []
         for (j, d) in selected.enumerated() {
             let bytes = try strategy.encodeDownload(global: global, device: d, staleness: staleness[j], round: t, layout: layout)
-            starts.append(try strategy.decodeDownload(bytes, device: d, layout: layout))
+            let mirror = try strategy.decodeDownload(bytes, device: d, layout: layout)
+            starts.append(transport == nil ? mirror : nil)
+            // Identical streams (dense downloads) share one buffer while the round is open.
+            if let prev = downloads.last, prev == bytes { downloads.append(prev) } else { downloads.append(bytes) }
             down.append(bytes.count)
             lastSync[d] = t
         }
@@ -301,36 +304,40 @@ public final class FederatedSimulation {
         guard batches.count == selected.count, batches.allSatisfy({ $0 >= 1 }) else {
             throw FederatedError("strategy \(strategy.name) planned batch sizes \(batches) for \(selected.count) devices")
         }
+        let assignments = selected.indices.map { j in
+            DeviceAssignment(round: t, device: selected[j], download: downloads[j], start: starts[j], batchSize: batches[j],
+                             uploadSettings: strategy.uploadSettings(device: selected[j]), staleness: staleness[j])
+        }
+        downloads = []
+        starts = []
         let trainStart = DispatchTime.now().uptimeNanoseconds
-        let trained = try trainAll(selected, starts: starts, batches: batches)
+        let outcomes = try transport.map { try $0.exchange(assignments, engine: self) } ?? simulateDevices(assignments)
+        guard outcomes.count == assignments.count else {
+            throw FederatedError("transport returned \(outcomes.count) outcomes for \(assignments.count) devices")
+        }
         let trainSeconds = Double(DispatchTime.now().uptimeNanoseconds - trainStart) / 1e9
         var recs: [DeviceRoundRecord] = []
         var updates: [[Float]] = [], weights: [Double] = []
         for (j, d) in selected.enumerated() {
-            var (update, samples, loss) = trained[j]
-            faultInjection?(t, d, &update)
             var rejection: String? = nil
-            var upBytes = 0
-            if update.count != layout.count {
-                rejection = "update has \(update.count) entries, the model has \(layout.count)"
-            } else if let bad = FloatScan.firstNonFinite(update) {
-                rejection = "update has non-finite value \(update[bad]) at \(layout.name(at: bad))"
-            } else {
-                do {
-                    let bytes = try strategy.encodeUpload(update, device: d, layout: layout)
-                    upBytes = bytes.count
-                    let decoded = try strategy.decodeUpload(bytes, device: d, layout: layout)
-                    if decoded.count != layout.count {
-                        rejection = "decoded update has \(decoded.count) entries, the model has \(layout.count)"
-                    } else if let bad = FloatScan.firstNonFinite(decoded) {
-                        rejection = "decoded update has non-finite value at \(layout.name(at: bad))"
-                    } else {
-                        updates.append(decoded)
-                        weights.append(Double(clientData[d].count))
-                    }
-                } catch {
-                    rejection = "upload failed: \(error)"
-                }
+            var upBytes = 0, samples = 0, loss = 0.0
+            switch outcomes[j] {
+            case .upload(let bytes, let n, let l)?:
+                (upBytes, samples, loss) = (bytes.count, n, l)
+                let (update, why) = checkUpload(bytes, device: d)
+                if let update {
+                    updates.append(update)
+                    weights.append(Double(clientData[d].count))
+                } else { rejection = why }
+            case .checked(let update, let bytes, let n, let l)?:
+                (upBytes, samples, loss) = (bytes, n, l)
+                updates.append(update)
+                weights.append(Double(clientData[d].count))
+            case .refused(let why, let bytes, let n, let l)?:
+                (upBytes, samples, loss) = (bytes, n, l)
+                rejection = why
+            case nil:
+                rejection = "no update before the round closed"
             }
             if let r = rejection { log.append("round \(t): rejected the update of device \(d): \(r)") }
             let p = devices[d]
@@ -343,6 +350,7 @@ public final class FederatedSimulation {
                                           trainLoss: loss, accepted: rejection == nil, rejection: rejection))
         }
         global = strategy.aggregate(global: global, updates: updates, weights: weights)
+        updates = []
         let roundTime = recs.map(\.totalSeconds).max() ?? 0
         var idle = 0.0
         for j in recs.indices {
@@ -363,7 +371,7 @@ public final class FederatedSimulation {
         }
         let evalSeconds = Double(DispatchTime.now().uptimeNanoseconds - evalStart) / 1e9
         let synced = staleness.compactMap { $0 }
-        let row = RoundRecord(round: t, participants: selected.count, accepted: updates.count, accuracy: accuracy,
+        let row = RoundRecord(round: t, participants: selected.count, accepted: recs.filter(\.accepted).count, accuracy: accuracy,
                               testLoss: testLoss, bytesDown: bytesDown, bytesUp: bytesUp, cumulativeBytesDown: cumDown,
                               cumulativeBytesUp: cumUp, cumulativeTraffic: cumDown + cumUp, roundSeconds: roundTime,
                               simulatedSeconds: clock, idleSeconds: idle, cumulativeIdleSeconds: cumIdle,
@@ -390,20 +398,32 @@ public final class FederatedSimulation {
                          finalAccuracy: rows.last(where: { $0.accuracy != nil })?.accuracy, wallTimes: wallTimes)
     }
 
-    /// Local training of every selected device: one after another on all kernel threads, or two
-    /// at a time (the model and its replica) with one kernel thread each.
-    func trainAll(_ selected: [Int], starts: [[Float]], batches: [Int]) throws -> [(update: [Float], samples: Int, loss: Double)] {
-        if config.parallelDevices == 1 || selected.count < 2 {
-            return try selected.indices.map { j in try train(device: selected[j], from: starts[j], batch: batches[j], on: model) }
+    /// The simulated devices of a round: local training of every selected device, one after
+    /// another on all kernel threads, or two at a time (the model and its replica) with one kernel
+    /// thread each; then, in selection order, each device's `DeviceRound.finish` (encoding touches
+    /// the shared strategy object, so it never runs concurrently).
+    func simulateDevices(_ assignments: [DeviceAssignment]) throws -> [DeviceOutcome?] {
+        func trainOne(_ j: Int, _ m: any Layer) throws -> TrainedUpdate {
+            let a = assignments[j]
+            return try localTraining(device: a.device).train(device: a.device, round: a.round, from: a.start!, batch: a.batchSize,
+                                                            on: m, layout: layout)
         }
-        let box = ParallelTraining(count: selected.count, workers: [model, replicas[0]]) { j, m in
-            try self.train(device: selected[j], from: starts[j], batch: batches[j], on: m)
+        var trained: [TrainedUpdate]
+        if config.parallelDevices == 1 || assignments.count < 2 {
+            trained = try assignments.indices.map { try trainOne($0, model) }
+        } else {
+            let box = ParallelTraining(count: assignments.count, workers: [model, replicas[0]], body: trainOne)
+            let saved = Kernels.threads
+            Kernels.setThreads(1)
+            defer { Kernels.setThreads(saved) }
+            DispatchQueue.concurrentPerform(iterations: 2) { w in box.work(worker: w) }
+            trained = try box.results()
         }
-        let saved = Kernels.threads
-        Kernels.setThreads(1)
-        defer { Kernels.setThreads(saved) }
-        DispatchQueue.concurrentPerform(iterations: 2) { w in box.work(worker: w) }
-        return try box.results()
+        return assignments.indices.map { j -> DeviceOutcome? in
+            let a = assignments[j]
+            faultInjection?(a.round, a.device, &trained[j].update)
+            return DeviceRound.finish(trained[j], device: a.device, uploadSettings: a.uploadSettings, strategy: strategy, layout: layout)
+        }
     }
 }
 
@@ -412,7 +432,7 @@ public final class FederatedSimulation {
 /// call; each worker owns its model), each slot is written by one worker and read only after
 /// `concurrentPerform` has returned, and the error slot is locked.
 final class ParallelTraining: @unchecked Sendable {
-    typealias Trained = (update: [Float], samples: Int, loss: Double)
+    typealias Trained = TrainedUpdate
     var slots: [Trained?]
     var error: Error?
     let lock = NSLock()
@@ -430,9 +450,9 @@ final class ParallelTraining: @unchecked Sendable {
             j += workers.count
         }
     }
-    func set(_ j: Int, _ r: (update: [Float], samples: Int, loss: Double)) { lock.lock(); slots[j] = r; lock.unlock() }
+    func set(_ j: Int, _ r: Trained) { lock.lock(); slots[j] = r; lock.unlock() }
     func fail(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
-    func results() throws -> [(update: [Float], samples: Int, loss: Double)] {
+    func results() throws -> [Trained] {
         if let error { throw error }
         return slots.map { $0! }
     }

@@ -39,6 +39,19 @@ public protocol FederatedStrategy: AnyObject {
     func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float]
     /// Server: the new global model from the accepted updates and their weights.
     func aggregate(global: [Float], updates: [[Float]], weights: [Double]) -> [Float]
+    /// Server: what `device` must know to encode its upload this round the way the server will
+    /// decode it (called after `prepare`), e.g. Caesar's upload ratio. It travels to a remote
+    /// device with its download; a simulated device reads it from the same object.
+    func uploadSettings(device: Int) -> [String: Double]
+    /// Device: takes the server's upload settings before `encodeUpload`; throws when they are
+    /// missing or out of range.
+    func applyUploadSettings(_ settings: [String: Double], device: Int) throws
+    /// The model copy held for `device`: the device's own on the device, the server's mirror of
+    /// it on the server (nil when none).
+    func modelCopy(device: Int) -> [Float]?
+    /// Server: forgets its mirror of `device` (the device lost its state), so that the device's
+    /// next download does not depend on a copy it no longer holds.
+    func forgetDevice(_ device: Int)
     /// Everything the strategy carries from round to round (device copies, error-feedback
     /// residuals, codec RNGs), for checkpoints.
     func saveState() -> StrategyState
@@ -114,6 +127,10 @@ extension FederatedStrategy {
 
     public func saveState() -> StrategyState { StrategyState() }
     public func restoreState(_ state: StrategyState, layout: TensorLayout) throws {}
+    public func uploadSettings(device: Int) -> [String: Double] { [:] }
+    public func applyUploadSettings(_ settings: [String: Double], device: Int) throws {}
+    public func modelCopy(device: Int) -> [Float]? { nil }
+    public func forgetDevice(_ device: Int) {}
 }
 
 /// w + Σ_i (weights_i / Σ weights) · updates_i (w itself when there is nothing to add).
@@ -149,9 +166,13 @@ public class DeviceCopies {
     public func restoreState(_ state: StrategyState, layout: TensorLayout) throws {
         copies = try state.copies(layout: layout)
     }
+
+    public func modelCopy(device: Int) -> [Float]? { copies[device] }
+    public func forgetDevice(_ device: Int) { copies[device] = nil }
 }
 
-/// FedAvg: dense float32 downloads and uploads, sample-weighted averaging.
+/// FedAvg: dense float32 downloads and uploads, sample-weighted averaging. Downloads never depend
+/// on what a device held before, so no device copy is kept (on either side).
 public final class FedAvgStrategy: DeviceCopies, FederatedStrategy {
     public let name = "fedavg"
     let dense = DenseCodec()
@@ -161,9 +182,7 @@ public final class FedAvgStrategy: DeviceCopies, FederatedStrategy {
         try dense.encode(global, layout: layout)
     }
     public func decodeDownload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {
-        let w = try dense.decode(bytes, layout: layout)
-        copies[device] = w
-        return w
+        try dense.decode(bytes, layout: layout)
     }
     public func encodeUpload(_ update: [Float], device: Int, layout: TensorLayout) throws -> [UInt8] {
         try dense.encode(update, layout: layout)
@@ -226,6 +245,11 @@ public final class CompressedStrategy: DeviceCopies, FederatedStrategy {
         do { return try broadcast.aggregate(global: global, updates: updates, weights: weights, layout: layout) } catch {
             preconditionFailure("CompressedStrategy: encoding the aggregated update failed: \(error)")
         }
+    }
+
+    public override func forgetDevice(_ device: Int) {
+        super.forgetDevice(device)
+        broadcast?.applied[device] = nil
     }
 
     public override func saveState() -> StrategyState {
@@ -321,6 +345,22 @@ public final class CaesarStrategy: DeviceCopies, FederatedStrategy {
         let bytes = try codec.encode(update, layout: layout, state: &state)
         uploadStates[device] = state
         return bytes
+    }
+
+    /// The planned upload ratio ("ratio") of `device`, when uploads are compressed.
+    public func uploadSettings(device: Int) -> [String: Double] {
+        guard compressUpload, let r = uploadRatios[device] else { return [:] }
+        return ["ratio": r]
+    }
+
+    public func applyUploadSettings(_ settings: [String: Double], device: Int) throws {
+        guard compressUpload else { return }
+        guard let r = settings["ratio"] else { throw FederatedError("Caesar upload settings for device \(device) carry no ratio") }
+        // The planner's linear spread may land a rounding error outside [θ_min, θ_max].
+        guard r.isFinite, r > 0, r <= 1, r >= upload.thetaMin - 1e-9, r <= upload.thetaMax + 1e-9 else {
+            throw FederatedError("Caesar upload ratio \(r) for device \(device) is outside [\(upload.thetaMin), \(upload.thetaMax)]")
+        }
+        uploadRatios[device] = r
     }
 
     public func decodeUpload(_ bytes: [UInt8], device: Int, layout: TensorLayout) throws -> [Float] {

@@ -169,3 +169,12 @@ private func Glibc_write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     return Darwin.write(fd, p, n)
     #endif
 }
+
+/// Writes whole files atomically (temporary file, `fsync`, `rename`, `fsync` of the folder): a
+/// reader, or a process restarted after a crash, sees the old file or the complete new one.
+public enum AtomicFile {
+    /// Replaces `url` with `bytes` atomically.
+    public static func write(_ bytes: [UInt8], to url: URL) throws {
+        try AtomicFileWriter.write(to: url) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+    }
+}
