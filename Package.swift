@@ -21,9 +21,15 @@ let package = Package(
         .library(name: "FrugalMoE", targets: ["FrugalMoE"]),
         .library(name: "FrugalNAS", targets: ["FrugalNAS"]),
         .library(name: "FrugalPEFT", targets: ["FrugalPEFT"]),
+        .library(name: "FrugalFlower", targets: ["FrugalFlower"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // Tensors, storage and dtypes, autograd tape, kernels, RNG, memory accounting.
@@ -43,10 +49,24 @@ let package = Package(
         .target(name: "FrugalNAS", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels"], swiftSettings: fast, linkerSettings: libm),
         // DropPEFT: stochastic layer dropout, LoRA fine-tuning of pretrained transformers.
         .target(name: "FrugalPEFT", dependencies: ["FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated"], swiftSettings: fast, linkerSettings: libm),
+        // A Frugal device for Flower federations: the Fleet API of Flower 1.42 (protobuf over HTTP, or
+        // gRPC), signed SuperNode metadata, Flower's message/object model (records, NPY arrays, chunks).
+        .target(
+            name: "FrugalFlower",
+            dependencies: [
+                "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: fast),
         .executableTarget(
             name: "frugal",
             dependencies: [
                 "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE", "FrugalNAS", "FrugalPEFT",
+                "FrugalFlower",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
@@ -57,6 +77,7 @@ let package = Package(
         .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalNASTests", dependencies: ["FrugalNAS"], swiftSettings: fast),
         .testTarget(name: "FrugalPEFTTests", dependencies: ["FrugalPEFT"], swiftSettings: fast),
+        .testTarget(name: "FrugalFlowerTests", dependencies: ["FrugalFlower"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v6]
