@@ -240,34 +240,14 @@ public final class FederatedSimulation {
     func train(device d: Int, from start: [Float], batch: Int, on model: any Layer) throws -> (update: [Float], samples: Int, loss: Double) {
         try ModelVector.load(start, into: model, layout: layout)
         let data = clientData[d]
-        let loaderSeed = config.seed &+ UInt64(round) &* 1_000_003 &+ UInt64(d) &* 7919
-        let loader = try DataLoader(data, batchSize: batch, shuffle: true, dropLast: false, seed: loaderSeed,
-                                    normalization: normalization, prefetch: 2)
-        let opt = SGD(model.trainableParameters(), lr: config.learningRate, momentum: config.momentum,
-                      weightDecay: config.weightDecay)
-        model.train()
-        var samples = 0, steps = 0, lossSum = 0.0
-        let maxSteps = config.localSteps ?? Int.max
-        var epoch = 0
-        outer: while config.localSteps != nil || epoch < config.localEpochs {
-            for b in loader.epoch(epoch) {
-                if steps >= maxSteps { break outer }
-                let (x, y) = tensors(of: b)
-                let logits = model(x)
-                let loss = Loss.crossEntropy(logits, y)
-                opt.zeroGrad()
-                loss.backward()
-                opt.step()
-                lossSum += Double(loss.item) * Double(y.count)
-                samples += y.count
-                steps += 1
-            }
-            epoch += 1
-            if steps >= maxSteps { break }
-        }
+        var local = LocalTrainingConfig()
+        local.batchSize = batch; local.learningRate = config.learningRate; local.momentum = config.momentum
+        local.weightDecay = config.weightDecay; local.epochs = config.localEpochs; local.steps = config.localSteps
+        local.seed = config.seed &+ UInt64(round) &* 1_000_003 &+ UInt64(d) &* 7919
+        let stats = try trainLocally(model, on: data, normalization: normalization, config: local)
         var update = ModelVector.flatten(model)
         for i in 0 ..< update.count { update[i] -= start[i] }
-        return (update, samples, lossSum / Double(max(samples, 1)))
+        return (update, stats.samples, stats.loss)
     }
 
     /// Evaluates the current global model on the test set.
