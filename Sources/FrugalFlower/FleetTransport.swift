@@ -60,7 +60,7 @@ public final class HTTPFleetTransport: FleetTransport, @unchecked Sendable {  //
         ]
         let r = try withConnection { try $0.request(method: "POST", path: rpc.httpPath, headers: headers, body: request) }
         if let warning = r.header(FlowerProtocol.versionIncompatibilityHeader) {
-            FlowerLog.warn("SuperLink: \(warning)")
+            FlowerLog.warnOnce("SuperLink: \(warning)")
         }
         if r.status == 200 { return r.body }
         throw FleetErrors.http(status: r.status, reason: r.reason, body: r.body, rpc: rpc, endpoint: endpoint)
@@ -121,8 +121,16 @@ enum FleetErrors {
 public enum FlowerLog {
     nonisolated(unsafe) public static var quiet = false
     private static let lock = NSLock()
+    nonisolated(unsafe) private static var said = Set<String>()
     public static func info(_ s: String) { write("[flower] " + s) }
     public static func warn(_ s: String) { write("[flower] warning: " + s) }
+    /// A warning the SuperLink repeats on every call, logged once.
+    static func warnOnce(_ s: String) {
+        lock.lock()
+        let first = said.insert(s).inserted
+        lock.unlock()
+        if first { warn(s) }
+    }
     static func write(_ s: String) {
         guard !quiet else { return }
         lock.lock(); defer { lock.unlock() }

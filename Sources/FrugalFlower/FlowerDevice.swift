@@ -33,6 +33,8 @@ public struct FlowerDeviceSummary: Sendable, Codable {
     public var serverVersion: String?
     public var messages: [HandledMessage]
     public var runsFinished: [UInt64]
+    /// Heartbeats the SuperLink acknowledged.
+    public var heartbeats = 0
 }
 
 /// A Frugal device in a Flower federation: a SuperNode that runs `app` itself instead of
@@ -72,13 +74,13 @@ public final class FlowerDevice {
         FlowerLog.info("joined as node \(nodeID) (\(fleet.selfRegister ? "self-registered" : "registered key"))")
         let heartbeat = HeartbeatThread(fleet: fleet, interval: options.heartbeatInterval)
         heartbeat.start()
+        var summary = FlowerDeviceSummary(nodeID: nodeID, endpoint: fleet.transport.endpoint, serverVersion: version,
+                                          messages: [], runsFinished: [])
         defer {
             heartbeat.stop()
             fleet.disconnect()
-            FlowerLog.info("left (node \(nodeID) deactivated\(fleet.selfRegister ? " and unregistered" : ""))")
+            FlowerLog.info("left (node \(nodeID) deactivated\(fleet.selfRegister ? " and unregistered" : ""); \(heartbeat.acknowledged) heartbeats acknowledged)")
         }
-        var summary = FlowerDeviceSummary(nodeID: nodeID, endpoint: fleet.transport.endpoint, serverVersion: version,
-                                          messages: [], runsFinished: [])
         var currentRun: UInt64?
         var knownRuns = Set<UInt64>()
         while !stopFlag.isSet {
@@ -114,6 +116,7 @@ public final class FlowerDevice {
             }
             try onMessage?(message, reply, record)
         }
+        summary.heartbeats = heartbeat.acknowledged
         return summary
     }
 
@@ -181,7 +184,10 @@ final class HeartbeatThread: @unchecked Sendable {  // state behind `lock`; the 
 
     init(fleet: FleetClient, interval: Double) { self.fleet = fleet; self.interval = interval }
 
+    private var _acknowledged = 0
     var failure: FlowerError? { lock.lock(); defer { lock.unlock() }; return _failure }
+    /// Heartbeats the SuperLink acknowledged so far.
+    var acknowledged: Int { lock.lock(); defer { lock.unlock() }; return _acknowledged }
 
     func start() {
         let t = Thread { [self] in
@@ -195,6 +201,7 @@ final class HeartbeatThread: @unchecked Sendable {  // state behind `lock`; the 
                         lock.lock(); _failure = FlowerError(.server, "the SuperLink no longer recognises this node (heartbeat refused)"); lock.unlock()
                         break
                     }
+                    lock.lock(); _acknowledged += 1; lock.unlock()
                 } catch let e as FlowerError where e.kind == .authentication {
                     lock.lock(); _failure = e; lock.unlock()
                     break

@@ -63,7 +63,7 @@ public final class GRPCFleetTransport: FleetTransport, @unchecked Sendable {  //
                     serializer: RawBytesCoder(), deserializer: RawBytesCoder(), options: options
                 ) { response in
                     for warning in response.trailingMetadata[stringValues: FlowerProtocol.versionIncompatibilityHeader] {
-                        FlowerLog.warn("SuperLink: \(warning)")
+                        FlowerLog.warnOnce("SuperLink: \(warning)")
                     }
                     return try response.message
                 }

@@ -9,8 +9,8 @@ import FrugalFederated
 struct FL: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fl",
-        abstract: "Federated learning on simulated devices (FedAvg, compression baselines, Caesar).",
-        subcommands: [Run.self, Compare.self])
+        abstract: "Federated learning on simulated devices (FedAvg, compression baselines, Caesar); `join` a Flower federation as a device.",
+        subcommands: [Run.self, Compare.self, Join.self])
 
     /// Options shared by `fl run` and `fl compare`: the data, devices, rounds and local training.
     struct Setup: ParsableArguments {
