@@ -85,7 +85,12 @@ public final class FleetClient: @unchecked Sendable {  // nodeID is set once, be
         var a = Flwr_Proto_ActivateNodeRequest()
         a.publicKey = Data(identity.publicKeyPEM)
         a.heartbeatInterval = heartbeatInterval
-        let response = try call(.activateNode, a, as: Flwr_Proto_ActivateNodeResponse.self)
+        let response: Flwr_Proto_ActivateNodeResponse
+        do {
+            response = try call(.activateNode, a, as: Flwr_Proto_ActivateNodeResponse.self)
+        } catch let e as FlowerError where e.code == FlowerProtocol.ApiErrorCode.activationFailed.rawValue && !selfRegister {
+            throw FlowerError(.authentication, "the SuperLink did not activate this node: its public key is not registered there. Register it with `flwr supernode register KEY.pub` (the public half of --key) and try again (\(e.message))", code: e.code)
+        }
         guard response.nodeID != 0 else { throw FlowerError(.protocolViolation, "ActivateNode returned node id 0") }
         nodeID = response.nodeID
         return response.nodeID

@@ -30,7 +30,18 @@ public final class GRPCFleetTransport: FleetTransport, @unchecked Sendable {  //
         } else {
             security = .plaintext
         }
-        let transport = try HTTP2ClientTransport.Posix(target: .dns(host: host, port: port), transportSecurity: security)
+        // An IP literal must not go into TLS SNI (NIOSSL refuses it): address such hosts as IPs, so
+        // the certificate is checked against the IP address instead of a name.
+        var probe4 = in_addr(), probe6 = in6_addr()
+        let target: any ResolvableTarget
+        if inet_pton(AF_INET, host, &probe4) == 1 {
+            target = .ipv4(address: host, port: port)
+        } else if inet_pton(AF_INET6, host, &probe6) == 1 {
+            target = .ipv6(address: host, port: port)
+        } else {
+            target = .dns(host: host, port: port)
+        }
+        let transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security)
         let client = GRPCClient(transport: transport)
         self.client = client
         self.runner = Task { try await client.runConnections() }
