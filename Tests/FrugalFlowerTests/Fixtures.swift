@@ -1,5 +1,5 @@
 import Foundation
-import XCTest
+import Testing
 
 /// Reads the JSON fixtures `scripts/make_flower_fixtures.py` made with flwr 1.42.0.
 enum Fixture {
@@ -9,6 +9,13 @@ enum Fixture {
     }
 
     static func bytes(_ base64: Any?) -> [UInt8] { [UInt8](Data(base64Encoded: base64 as! String)!) }
+}
+
+/// The error `body` throws; records an issue (and returns nil) when it throws none.
+func thrown(_ body: () throws -> Any, sourceLocation: SourceLocation = #_sourceLocation) -> (any Error)? {
+    do { _ = try body() } catch { return error }
+    Issue.record("expected an error", sourceLocation: sourceLocation)
+    return nil
 }
 
 /// A one-thread HTTP/1.1 server on 127.0.0.1 (a real socket) that answers each request with
@@ -48,7 +55,9 @@ final class LoopbackHTTPServer: @unchecked Sendable {
     private func serve() {
         while true {
             let c = accept(fd, nil, nil)
-            if c < 0 { return }
+            // After `stop()` accept fails; only then is the descriptor closed, so its number cannot be
+            // reused by another test's socket while this thread may still call accept on it.
+            if c < 0 { close(fd); return }
             var buffer: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 65536)
             while true {
@@ -83,5 +92,5 @@ final class LoopbackHTTPServer: @unchecked Sendable {
         }
     }
 
-    func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)) }
 }

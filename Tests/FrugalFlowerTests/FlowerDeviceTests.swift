@@ -1,5 +1,5 @@
 import Foundation
-import XCTest
+import Testing
 import FrugalCore
 import FrugalNN
 import FrugalData
@@ -30,7 +30,7 @@ enum TinyApp {
 }
 
 /// Message handling of the device: train, evaluate, and the errors it answers with.
-final class FlowerDeviceTests: XCTestCase {
+@Suite struct FlowerDeviceTests {
     func instruction(_ type: String, group: String = "1") -> FlowerMetadata {
         var m = FlowerMetadata()
         m.runID = 7; m.messageID = String(repeating: "e", count: 64); m.srcNodeID = 1; m.dstNodeID = 99
@@ -55,98 +55,98 @@ final class FlowerDeviceTests: XCTestCase {
                             app: try TinyApp.make())
     }
 
-    func testTrainReplyCarriesUpdatedArraysAndNumExamples() throws {
+    @Test func trainReplyCarriesUpdatedArraysAndNumExamples() throws {
         let d = try device()
         let global = globalModel()
         let (reply, record) = d.handle(FlowerMessage(metadata: instruction("train"), content: content(global)), traffic: MessageTraffic())
-        XCTAssertNil(record.error)
-        XCTAssertNil(reply.error)
-        XCTAssertEqual(reply.metadata.replyToMessageID, String(repeating: "e", count: 64))
-        XCTAssertEqual(reply.metadata.dstNodeID, 1)
-        XCTAssertEqual(reply.metadata.srcNodeID, 99)
-        let out = try XCTUnwrap(reply.content)
-        XCTAssertEqual(out.keys, ["arrays", "metrics"])
-        let arrays = try XCTUnwrap(out.arrayRecords.first?.value)
-        XCTAssertEqual(arrays.keys, global.keys)
+        #expect(record.error == nil)
+        #expect(reply.error == nil)
+        #expect(reply.metadata.replyToMessageID == String(repeating: "e", count: 64))
+        #expect(reply.metadata.dstNodeID == 1)
+        #expect(reply.metadata.srcNodeID == 99)
+        let out = try #require(reply.content)
+        #expect(out.keys == ["arrays", "metrics"])
+        let arrays = try #require(out.arrayRecords.first?.value)
+        #expect(arrays.keys == global.keys)
         var changed = 0
         for (name, a) in arrays.items {
-            XCTAssertEqual(a.shape, global[name]!.shape)
-            XCTAssertEqual(a.dtype, "float32")
+            #expect(a.shape == global[name]!.shape)
+            #expect(a.dtype == "float32")
             if try a.npy().floats() != global[name]!.npy().floats() { changed += 1 }
         }
-        XCTAssertGreaterThan(changed, 0)
-        let metrics = try XCTUnwrap(out.metricRecords.first?.value)
-        XCTAssertEqual(metrics["num-examples"], .int(40))
-        XCTAssertEqual(record.metrics["num-examples"], 40)
-        XCTAssertTrue(metrics["train_loss"]!.number!.isFinite)
+        #expect(changed > 0)
+        let metrics = try #require(out.metricRecords.first?.value)
+        #expect(metrics["num-examples"] == .int(40))
+        #expect(record.metrics["num-examples"] == 40)
+        #expect(metrics["train_loss"]!.number!.isFinite)
         // The config record set the local training.
         let app = d.app as! ImageClassifierApp
-        XCTAssertEqual(app.lastTrain?.config.steps, 3)
-        XCTAssertEqual(app.lastTrain?.config.learningRate, 0.1)
+        #expect(app.lastTrain?.config.steps == 3)
+        #expect(app.lastTrain?.config.learningRate == 0.1)
         // Same message, same reply arrays (the data order comes from the seed and the round).
         let (again, _) = d.handle(FlowerMessage(metadata: instruction("train"), content: content(global)), traffic: MessageTraffic())
-        XCTAssertEqual(again.content?.arrayRecords.first?.value.items.map(\.value), arrays.items.map(\.value))
+        #expect(again.content?.arrayRecords.first?.value.items.map(\.value) == arrays.items.map(\.value))
     }
 
-    func testEvaluateAndTypedActions() throws {
+    @Test func evaluateAndTypedActions() throws {
         let d = try device()
         let (reply, record) = d.handle(FlowerMessage(metadata: instruction("evaluate"), content: content(globalModel())), traffic: MessageTraffic())
-        XCTAssertNil(record.error)
-        let metrics = try XCTUnwrap(reply.content?.metricRecords.first?.value)
-        XCTAssertEqual(metrics["num-examples"], .int(20))
-        let acc = try XCTUnwrap(metrics["eval_acc"]?.number)
-        XCTAssertTrue((0...1).contains(acc))
+        #expect(record.error == nil)
+        let metrics = try #require(reply.content?.metricRecords.first?.value)
+        #expect(metrics["num-examples"] == .int(20))
+        let acc = try #require(metrics["eval_acc"]?.number)
+        #expect((0...1).contains(acc))
         let (typed, typedRecord) = d.handle(FlowerMessage(metadata: instruction("train.finetune"), content: content(globalModel())), traffic: MessageTraffic())
-        XCTAssertNil(typedRecord.error)
-        XCTAssertNotNil(typed.content?.arrayRecords.first)
+        #expect(typedRecord.error == nil)
+        #expect(typed.content?.arrayRecords.first != nil)
     }
 
-    func testUnsupportedMessageTypesGetAnErrorReply() throws {
+    @Test func unsupportedMessageTypesGetAnErrorReply() throws {
         let d = try device()
         for type in ["query", "query.stats", "system"] {
             let (reply, record) = d.handle(FlowerMessage(metadata: instruction(type), content: content(globalModel())), traffic: MessageTraffic())
-            XCTAssertNil(reply.content)
-            XCTAssertEqual(reply.error?.code, 2)
-            XCTAssertEqual(reply.metadata.messageType, type)
-            XCTAssertTrue(reply.error?.reason.contains("message type '\(type)' is not supported") ?? false, "\(String(describing: reply.error))")
-            XCTAssertTrue(record.error?.contains("handles 'train' and 'evaluate'") ?? false)
+            #expect(reply.content == nil)
+            #expect(reply.error?.code == 2)
+            #expect(reply.metadata.messageType == type)
+            #expect(reply.error?.reason.contains("message type '\(type)' is not supported") ?? false, "\(String(describing: reply.error))")
+            #expect(record.error?.contains("handles 'train' and 'evaluate'") ?? false)
             // The error reply is a valid Flower message object.
-            XCTAssertNoThrow(try ObjectCodec.deflate(reply))
+            _ = try ObjectCodec.deflate(reply)
         }
     }
 
-    func testModelMismatchesAreNamedInTheErrorReply() throws {
+    @Test func modelMismatchesAreNamedInTheErrorReply() throws {
         let d = try device()
         func reason(_ arrays: ArrayRecord, _ config: ConfigRecord = ConfigRecord()) -> String {
             d.handle(FlowerMessage(metadata: instruction("train"), content: content(arrays, config: config)), traffic: MessageTraffic()).0.error?.reason ?? ""
         }
         var wrongShape = globalModel()
         wrongShape["1.bias"] = FlowerArray(float32: [0, 0, 0], shape: [3])
-        XCTAssertTrue(reason(wrongShape).contains("array '1.bias' of 'arrays' has shape [3]; the model's parameter has [2]"), reason(wrongShape))
+        #expect(reason(wrongShape).contains("array '1.bias' of 'arrays' has shape [3]; the model's parameter has [2]"), "\(reason(wrongShape))")
         var missing = globalModel()
         missing["0.bias"] = nil
         missing["fc.weight"] = FlowerArray(float32: [0], shape: [1])
         let m = reason(missing)
-        XCTAssertTrue(m.contains("lacks the model's 0.bias"), m)
-        XCTAssertTrue(m.contains("has fc.weight that the model does not"), m)
+        #expect(m.contains("lacks the model's 0.bias"), "\(m)")
+        #expect(m.contains("has fc.weight that the model does not"), "\(m)")
         var doubles = globalModel()
         doubles["1.bias"] = FlowerArray(try NPYArray(dtype: .float64, shape: [2], data: [UInt8](repeating: 0, count: 16)))
-        XCTAssertTrue(reason(doubles).contains("array '1.bias' of 'arrays' is float64"))
-        XCTAssertTrue(reason(globalModel(), ConfigRecord([("lr", .string("fast"))])).contains("'lr' is string(\"fast\"), expected a number"))
+        #expect(reason(doubles).contains("array '1.bias' of 'arrays' is float64"))
+        #expect(reason(globalModel(), ConfigRecord([("lr", .string("fast"))])).contains("'lr' is string(\"fast\"), expected a number"))
         let two = RecordDict([("a", .arrays(globalModel())), ("b", .arrays(globalModel()))])
         let r2 = d.handle(FlowerMessage(metadata: instruction("train"), content: two), traffic: MessageTraffic()).0.error?.reason ?? ""
-        XCTAssertTrue(r2.contains("must carry one ArrayRecord (the model); this one has 2 (a, b)"), r2)
+        #expect(r2.contains("must carry one ArrayRecord (the model); this one has 2 (a, b)"), "\(r2)")
     }
 
-    func testModelMappingRoundTrip() throws {
+    @Test func modelMappingRoundTrip() throws {
         var rng = RNG(seed: 1)
         let model = ImageMLP([16, 8, 2], rng: &rng)
-        XCTAssertEqual(ModelMapping.layout(of: model).map(\.name), ["0.weight", "0.bias", "1.weight", "1.bias"])
-        XCTAssertEqual(ModelMapping.layout(of: model).map(\.shape), [[8, 16], [8], [2, 8], [2]])
+        #expect(ModelMapping.layout(of: model).map(\.name) == ["0.weight", "0.bias", "1.weight", "1.bias"])
+        #expect(ModelMapping.layout(of: model).map(\.shape) == [[8, 16], [8], [2, 8], [2]])
         let g = globalModel()
         try ModelMapping.load(g, into: model)
         let back = ModelMapping.export(model, order: ["1.bias", "0.weight", "0.bias", "1.weight"])
-        XCTAssertEqual(back.keys, ["1.bias", "0.weight", "0.bias", "1.weight"])
-        for (name, a) in back.items { XCTAssertEqual(a, g[name]) }
+        #expect(back.keys == ["1.bias", "0.weight", "0.bias", "1.weight"])
+        for (name, a) in back.items { #expect(a == g[name]) }
     }
 }
