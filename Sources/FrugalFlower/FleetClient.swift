@@ -51,18 +51,13 @@ public final class FleetClient: @unchecked Sendable {  // nodeID is set once, be
         return n
     }
 
-    /// One Fleet call, retried with backoff while the transport fails for up to `retrySeconds`.
-    func call<Response: SwiftProtobuf.Message>(_ rpc: FlowerProtocol.RPC, _ request: some SwiftProtobuf.Message,
-                                                 as: Response.Type = Response.self) throws -> Response {
-        let bytes: [UInt8] = try request.serializedBytes()
+    /// `body`, retried with backoff while it fails in transport, for up to `retrySeconds`.
+    func retrying<T>(_ body: () throws -> T) throws -> T {
         let start = Date()
         var delay = 0.5
         while true {
             do {
-                let answer = try transport.call(rpc, bytes)
-                do { return try Response(serializedBytes: answer) } catch {
-                    throw FlowerError(.protocolViolation, "\(rpc.rawValue): the SuperLink's answer is not a \(Response.protoMessageName) (\(answer.count) bytes: \(error))")
-                }
+                return try body()
             } catch let e as FlowerError where e.kind == .transport && Date().timeIntervalSince(start) + delay < retrySeconds {
                 FlowerLog.warn("\(e.message); retrying in \(String(format: "%.1f", delay)) s")
                 Thread.sleep(forTimeInterval: delay)
@@ -70,6 +65,19 @@ public final class FleetClient: @unchecked Sendable {  // nodeID is set once, be
             }
         }
     }
+
+    /// One Fleet call, retried while the transport fails (`retrying`).
+    func call<Response: SwiftProtobuf.Message>(_ rpc: FlowerProtocol.RPC, _ request: some SwiftProtobuf.Message,
+                                                 as: Response.Type = Response.self) throws -> Response {
+        let bytes: [UInt8] = try request.serializedBytes()
+        let answer = try retrying { try transport.call(rpc, bytes) }
+        do { return try Response(serializedBytes: answer) } catch {
+            throw FlowerError(.protocolViolation, "\(rpc.rawValue): the SuperLink's answer is not a \(Response.protoMessageName) (\(answer.count) bytes: \(error))")
+        }
+    }
+
+    /// The SuperLink's Flower version, when its transport tells (retried like the calls).
+    public func serverVersion() throws -> String? { try retrying { try transport.serverVersion() } }
 
     /// Registers (when `selfRegister`) and activates the node; returns its node id.
     @discardableResult

@@ -59,7 +59,7 @@ public final class FlowerDevice {
 
     /// Checks the SuperLink's version (when it says it), connects, serves messages, and leaves.
     public func run() throws -> FlowerDeviceSummary {
-        let version = try fleet.transport.serverVersion()
+        let version = try fleet.serverVersion()
         if let v = version {
             if !FlowerProtocol.compatible(v) {
                 let msg = "the SuperLink at \(fleet.transport.endpoint) runs Flower \(v); this device speaks the Fleet API of Flower \(FlowerProtocol.version) (major.minor must match)"
