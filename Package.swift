@@ -22,10 +22,11 @@ let package = Package(
         .library(name: "FrugalNAS", targets: ["FrugalNAS"]),
         .library(name: "FrugalPEFT", targets: ["FrugalPEFT"]),
         .library(name: "FrugalFederatedRPC", targets: ["FrugalFederatedRPC"]),
+        .library(name: "FrugalFlower", targets: ["FrugalFlower"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // gRPC deployment (FrugalFederatedRPC only).
+        // gRPC deployment and the Flower device (FrugalFederatedRPC and FrugalFlower only).
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
@@ -74,11 +75,24 @@ let package = Package(
             ],
             exclude: ["Protos"],
             swiftSettings: fast),
+        // A Frugal device for Flower federations: the Fleet API of Flower 1.42 (protobuf over HTTP, or
+        // gRPC), signed SuperNode metadata, Flower's message/object model (records, NPY arrays, chunks).
+        .target(
+            name: "FrugalFlower",
+            dependencies: [
+                "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: fast),
         .executableTarget(
             name: "frugal",
             dependencies: [
                 "FrugalCore", "FrugalNN", "FrugalData", "FrugalModels", "FrugalFederated", "FrugalMoE", "FrugalNAS", "FrugalPEFT",
-                "FrugalFederatedRPC",
+                "FrugalFederatedRPC", "FrugalFlower",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
@@ -90,6 +104,7 @@ let package = Package(
         .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalNASTests", dependencies: ["FrugalNAS"], swiftSettings: fast),
         .testTarget(name: "FrugalPEFTTests", dependencies: ["FrugalPEFT"], swiftSettings: fast),
+        .testTarget(name: "FrugalFlowerTests", dependencies: ["FrugalFlower"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalDataTests", dependencies: ["FrugalData", "FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v6]

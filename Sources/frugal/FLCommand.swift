@@ -9,7 +9,7 @@ import FrugalFederated
 struct FL: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fl",
-        abstract: "Federated learning: simulated devices (run, compare) or real processes over gRPC (serve, join, status, enrol).",
+        abstract: "Federated learning: simulated devices (run, compare), real processes over gRPC (serve, join, status, enrol), or a device in a Flower federation (join --flower).",
         subcommands: [Run.self, Compare.self, Serve.self, Join.self, Status.self, Enrol.self])
 
     /// Options shared by `fl run` and `fl compare`: the data, devices, rounds and local training.

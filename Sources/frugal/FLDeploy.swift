@@ -123,19 +123,17 @@ extension FL {
         }
     }
 
-    struct Join: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Take part in a federated run as a device (or several) until the server finishes it.",
-            discussion: """
-            Example: frugal fl join --server fl.example.org:7070 --ca ca.pem --device-id 3 --token-file device-3.token --data ~/fl-data --state dev3.state
+    /// `fl join --server HOST:PORT`: a device of a Frugal federation server (`fl serve`).
+    struct FrugalJoinOptions: ParsableArguments {
+        static let discussion = """
+            --server: Example: frugal fl join --server fl.example.org:7070 --ca ca.pem --device-id 3 --token-file device-3.token --data ~/fl-data --state dev3.state
             --device-id 0-99 with --tokens DIR (files device-N.token) runs many devices in one process (load tests).
-            """)
-        @Option(help: "The server, HOST:PORT.") var server: String
-        @Option(name: .customLong("device-id"), help: "This device's id, or a range A-B of ids.") var deviceID: String
+            """
+        @Option(help: "A Frugal federation server (`fl serve`), HOST:PORT.") var server: String?
+        @Option(name: .customLong("device-id"), help: "This device's id, or a range A-B of ids (--server).") var deviceID: String?
         @Option(help: "The enrolment token.") var token: String?
         @Option(name: .customLong("token-file"), help: "A file holding the enrolment token.") var tokenFile: String?
         @Option(help: "A folder of token files device-N.token (for several devices).") var tokens: String?
-        @Option(help: "Data directory holding the run's data set (default $FRUGAL_DATA or ~/.cache/frugal-data).") var data: String?
         @Option(help: "PEM certificate (of the CA, or the server's own) to trust.") var ca: String?
         @Flag(help: "Connect without TLS (loopback tests only).") var plaintext = false
         @Option(help: "Keep the device's state in this file (for several devices: a folder).") var state: String?
@@ -143,11 +141,14 @@ extension FL {
         @Option(name: .customLong("give-up"), help: "Seconds without the server before giving up.") var giveUp = 120.0
 
         func validate() throws {
+            guard server != nil else { return }   // the Flower mode of `fl join`
+            guard deviceID != nil else { throw ValidationError("--server needs --device-id") }
             guard (ca != nil) != plaintext else { throw ValidationError("give --ca FILE (TLS) or --plaintext") }
             guard [token, tokenFile, tokens].compactMap({ $0 }).count == 1 else { throw ValidationError("give one of --token, --token-file, --tokens") }
         }
 
-        func run() throws {
+        func run(data: String?) throws {
+            guard let server, let deviceID else { throw CLIError("fl join: give --server HOST:PORT and --device-id") }
             try bootstrapDeploymentLogging(level: logLevel)
             let (host, port) = try parseHostPort(server, what: "--server")
             let ids: [Int]

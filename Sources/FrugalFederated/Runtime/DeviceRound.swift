@@ -15,8 +15,9 @@ public struct TrainedUpdate: Sendable {
 }
 
 /// A device's local training: its data, the optimiser settings and the loader-seed rule
-/// (seed + round·1000003 + device·7919). Simulated devices and `frugal fl join` use the same, so
-/// a remote device trains exactly as its simulated twin.
+/// (seed + round·1000003 + device·7919); the loop is `trainLocally` (shared with the Flower device).
+/// Simulated devices and `frugal fl join` use the same, so a remote device trains exactly as its
+/// simulated twin.
 public struct LocalTraining {
     public let data: ImageDataset
     public let normalization: Normalization?
@@ -37,35 +38,16 @@ public struct LocalTraining {
     public func train(device d: Int, round: Int, from start: [Float], batch: Int, on model: any Layer,
                       layout: TensorLayout) throws -> TrainedUpdate {
         try ModelVector.load(start, into: model, layout: layout)
-        let loader = try DataLoader(data, batchSize: batch, shuffle: true, dropLast: false, seed: loaderSeed(round: round, device: d),
-                                    normalization: normalization, prefetch: 2)
-        let opt = SGD(model.trainableParameters(), lr: config.learningRate, momentum: config.momentum,
-                      weightDecay: config.weightDecay)
-        model.train()
-        var samples = 0, steps = 0, lossSum = 0.0
-        let maxSteps = config.localSteps ?? Int.max
-        var epoch = 0
-        outer: while config.localSteps != nil || epoch < config.localEpochs {
-            for b in loader.epoch(epoch) {
-                if steps >= maxSteps { break outer }
-                let (x, y) = tensors(of: b)
-                let logits = model(x)
-                let loss = Loss.crossEntropy(logits, y)
-                opt.zeroGrad()
-                loss.backward()
-                opt.step()
-                lossSum += Double(loss.item) * Double(y.count)
-                samples += y.count
-                steps += 1
-            }
-            epoch += 1
-            if steps >= maxSteps { break }
-        }
+        var local = LocalTrainingConfig()
+        local.batchSize = batch; local.learningRate = config.learningRate; local.momentum = config.momentum
+        local.weightDecay = config.weightDecay; local.epochs = config.localEpochs; local.steps = config.localSteps
+        local.seed = loaderSeed(round: round, device: d)
+        let stats = try trainLocally(model, on: data, normalization: normalization, config: local)
         var update = ModelVector.flatten(model)
         update.withUnsafeMutableBufferPointer { u in
             start.withUnsafeBufferPointer { s in for i in 0 ..< u.count { u[i] -= s[i] } }
         }
-        return TrainedUpdate(update: update, samples: samples, loss: lossSum / Double(max(samples, 1)))
+        return TrainedUpdate(update: update, samples: stats.samples, loss: stats.loss)
     }
 }
 

@@ -1,0 +1,1 @@
+"""FedAvg ServerApp for Frugal's Swift devices (`frugal fl join --flower`)."""
