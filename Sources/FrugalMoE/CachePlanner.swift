@@ -89,6 +89,9 @@ public struct CachePlanner: Sendable {
     /// Prefetches move in chunks of this many bytes: a layer's demand loads first wait for the chunk in progress
     /// (on average half a chunk, when the link is busy). 0: no wait.
     public var chunkBytes: Double = 1_048_576
+    /// Prefetched tops go into the layer caches (the engine's default, `PolicyTuning.prefetchIntoCache`), so staging
+    /// holds prefetched bottoms only.
+    public var prefetchIntoCache = true
 
     public init(timings: [LayerTiming], curves: HitRateCurves, topK: Int, thetaSteps: Int = 64, budgetUnits: Int = 256,
                 otherTime: Double = 0, stagingBytes: Double? = nil) {
@@ -101,19 +104,21 @@ public struct CachePlanner: Sendable {
     /// prefetched (θ = 0).
     public var stagingBytes: Double { stagingOverride ?? 2 * Double(topK) * (timings.map(\.expertBytes).max() ?? 0) }
 
-    /// Staging the engine reserves for split ratios `thetas` (as `PolicyFactory.stagingBytes`): one layer's k
-    /// prefetched whole experts plus the largest layer's k demand-loaded bottoms (whole experts in a layer whose
-    /// budget holds fewer than k tops, which then cannot all be admitted). `budgets` nil: every layer holds k tops.
+    /// Staging the engine reserves for split ratios `thetas` (as `PolicyFactory.stagingBytes`): the largest layer's
+    /// k demand-loaded bottoms plus one layer's k prefetched bottoms (whole experts in a layer whose budget holds
+    /// fewer than k tops, which then cannot all be admitted; prefetched whole experts, too, when prefetched tops go
+    /// into staging instead of the caches). `budgets` nil: every layer holds k tops.
     public func staging(thetas: [Double], budgets: [Double]? = nil) -> Double {
         if let s = stagingOverride { return s }
         let k = Double(topK)
-        var bottoms = 0.0
+        var bottoms = 0.0, pre = 0.0
         for (l, t) in timings.enumerated() {
             let th = l < thetas.count ? thetas[l] : 0
-            let admitted = th > 0 && (budgets.map { l < $0.count && $0[l] >= k * th * t.expertBytes } ?? true)
-            bottoms = max(bottoms, k * (admitted ? 1 - th : 1) * t.expertBytes)
+            let holds = th > 0 && (budgets.map { l < $0.count && $0[l] >= k * th * t.expertBytes } ?? true)
+            bottoms = max(bottoms, k * (holds ? 1 - th : 1) * t.expertBytes)
+            pre = max(pre, k * (holds && prefetchIntoCache ? 1 - th : 1) * t.expertBytes)
         }
-        return k * (timings.map(\.expertBytes).max() ?? 0) + bottoms
+        return pre + bottoms
     }
 
     /// The smallest budget any policy runs in: one layer's k whole experts.

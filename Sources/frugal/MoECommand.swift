@@ -3,6 +3,7 @@ import Foundation
 import FrugalCore
 import FrugalData
 import FrugalModels
+import FrugalMoE
 import FrugalNN
 
 /// `frugal moe`: Mixture-of-Experts language models (create, logits, generate, train).
@@ -16,7 +17,7 @@ struct MoECommand: ParsableCommand {
         or Frugal's byte-level tokenizer (ids 0-255 = UTF-8 bytes, 256 = <eos>) when config.json has
         "frugal_tokenizer": "byte" (what `create` and `train` write).
         """,
-        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self, MoEPlanCommand.self, MoESimulateCommand.self, MoEBench.self])
+        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self, MoEPlanCommand.self, MoESimulateCommand.self, MoEBench.self, MoECalibrate.self])
 }
 
 /// Options that choose how routed experts are held (`--policy`, `--memory-budget`).
@@ -34,6 +35,9 @@ struct MoEPolicyOptions: ParsableArguments {
     @Option(help: "Next-layer prediction accuracy the planner assumes.") var predictorAccuracy = 0.9
     @Option(help: "Record the engine's routing to this file (route_trace v1 CSV, the format of $FRUGAL_DATA/moe-traces).")
     var recordTrace: String?
+    @OptionGroup var design: MoETuningOptions
+
+    func tuning() throws -> PolicyTuning { try design.tuning() }
 
     /// Installs the executor for the chosen policy on `model`; returns the budget in bytes (nil: none).
     func install(on model: MoEModel) throws -> Int? {
@@ -44,6 +48,24 @@ struct MoEPolicyOptions: ParsableArguments {
             return budget
         }
         return try installOffloading(on: model)  // MoEOffloadCommands.swift
+    }
+}
+
+/// Design choices of the predicting policies (`prefetch`, `moepic`).
+struct MoETuningOptions: ParsableArguments {
+    @Option(help: "prefetch/moepic: prefetched tops go to the layer cache (evicting its lowest-ranked top) or to a staging reserve: cache or staging.")
+    var prefetchInto = "cache"
+    @Option(help: "prefetch/moepic: experts prefetched per layer beyond top-k (the next most likely by router logit).")
+    var extraPrefetch = 0
+    @Option(help: "moepic: priority decay ρ per window in P = μ·ρ^(ν/ω).") var rho = 0.25
+    @Option(help: "moepic: priority window ω in tokens.") var omega = 128.0
+
+    /// The design choices given by --prefetch-into, --extra-prefetch, --rho and --omega.
+    func tuning() throws -> PolicyTuning {
+        guard ["cache", "staging"].contains(prefetchInto) else { throw CLIError("--prefetch-into '\(prefetchInto)': cache or staging") }
+        guard extraPrefetch >= 0 else { throw CLIError("--extra-prefetch must be >= 0") }
+        guard rho > 0, rho <= 1, omega > 0 else { throw CLIError("--rho must be in (0, 1] and --omega > 0") }
+        return PolicyTuning(prefetchIntoCache: prefetchInto == "cache", extraPrefetch: extraPrefetch, rho: rho, omega: omega)
     }
 }
 

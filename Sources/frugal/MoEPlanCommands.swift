@@ -10,7 +10,7 @@ struct MoEScenarioOptions: ParsableArguments {
     var model: String?
     @Option(help: "Model dimensions: mixtral-8x7b, qwen1.5-moe-a2.7b, qwen3-30b-a3b, deepseek-v2-lite, olmoe-1b-7b, or a config.json.")
     var profile: String?
-    @Option(help: "Machine: rtx4090 (PCIe 4.0), a100 (PCIe 4.0), h100 (PCIe 5.0), or cpu (give --link-bandwidth and --mem-bandwidth).")
+    @Option(help: "Machine: rtx4090 (PCIe 4.0), a100 (PCIe 4.0), h100 (PCIe 5.0), cpu (give --link-bandwidth and --mem-bandwidth), or cpu:FILE (a calibration written by `frugal moe calibrate`).")
     var hardware = "rtx4090"
     @Option(help: "Link (or disk) bandwidth in GB/s: overrides the hardware's pinned figure.")
     var linkBandwidth: Double?
@@ -27,7 +27,10 @@ struct MoEScenarioOptions: ParsableArguments {
 
     func scenario() throws -> SimScenario {
         var hw: HardwareProfile
-        if hardware.lowercased() == "cpu" {
+        if hardware.hasPrefix("cpu:") {
+            do { hw = try EngineCalibration.read(path: String(hardware.dropFirst(4))).hardware } catch { throw CLIError("--hardware: \(error)") }
+            if let lb = linkBandwidth { hw.linkBandwidth = lb * 1e9 }
+        } else if hardware.lowercased() == "cpu" {
             guard let lb = linkBandwidth, let mb = memBandwidth else {
                 throw CLIError("--hardware cpu needs --link-bandwidth and --mem-bandwidth (GB/s measured on this machine)")
             }

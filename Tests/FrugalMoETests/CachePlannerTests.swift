@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FrugalModels
 @testable import FrugalMoE
 
 /// Concave synthetic hit-rate curves: h_l(n) = (1 − e^{−n/τ_l}) scaled to h(E) = 1.
@@ -127,9 +128,13 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         let plan = try pl.plan(totalBudget: total)
         #expect(plan.layers.count == 4)
         #expect(plan.budgets.reduce(0, +) <= total - pl.staging(thetas: plan.thetas) + 1)
-        // The engine's staging rule: k whole experts prefetched + k bottoms of the smallest θ.
+        // The engine's staging rule (prefetched tops go into the caches): k prefetched bottoms + k demand-loaded
+        // bottoms of the smallest θ; with prefetches staged instead, k whole experts + k bottoms.
         let S = sc.expertBytes[0], minTheta = plan.thetas.min()!
-        #expect(abs(pl.staging(thetas: plan.thetas) - (6 * S + 6 * (1 - minTheta) * S)) < 1)
+        #expect(abs(pl.staging(thetas: plan.thetas) - 12 * (1 - minTheta) * S) < 1)
+        var staged = pl
+        staged.prefetchIntoCache = false
+        #expect(abs(staged.staging(thetas: plan.thetas) - (6 * S + 6 * (1 - minTheta) * S)) < 1)
         #expect(plan.timePerToken <= pl.bestUniform(totalBudget: total).timePerToken + 1e-15)
     }
 }
@@ -304,5 +309,68 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         do { _ = try ModelProfile.read(configPath: path); Issue.record("expected an error") } catch {
             #expect("\(error)".contains("missing or invalid num_hidden_layers"))
         }
+    }
+}
+
+@Suite struct CalibrationTests {
+    @Test func calibratedProfileGivesTheMeasuredTimings() throws {
+        let c = EngineCalibration(expertBytes: 3e6, expertSeconds: 3e-4, attentionSeconds: 5e-5, tier: "disk",
+                                  loadBandwidth: 1.5e9, loadLatency: 4e-5, ioThreads: 2, loadAverage: 1)
+        let hw = c.hardware
+        #expect(abs(hw.expertCompute(bytes: 3e6) - 3e-4) < 1e-15 && abs(hw.expertCompute(bytes: 1.5e6) - 1.5e-4) < 1e-15)
+        #expect(hw.attention(bytes: 1e9) == 5e-5)          // measured, whatever the dense bytes
+        #expect(hw.loadBandwidth == 1.5e9 && hw.linkLatency == 4e-5 && hw.chunkBytes == 1_048_576)
+        #expect(abs(c.computeToLoad - 3e-4 / (4e-5 + 2e-3)) < 1e-12)
+        let path = tempPath("calib.json")
+        defer { unlink(path) }
+        try c.write(path: path)
+        #expect(try EngineCalibration.read(path: path) == c)
+        try "{\"expertBytes\": 1}".write(toFile: path, atomically: true, encoding: .utf8)
+        do { _ = try EngineCalibration.read(path: path); Issue.record("read a partial profile") } catch let e as MoETraceError {
+            #expect(e.description.contains(path) && e.description.contains("not an engine calibration"))
+        }
+    }
+
+    @Test func computeFromAFullRun() {
+        var s = OffloadStats()
+        s.decodeComputeSeconds = 0.8e-3; s.decodeExpertsComputed = 4   // 0.2 ms a whole expert
+        let (c, a) = EngineCalibration.compute(fullStats: s, tpot: 2e-3, layers: 4, topK: 2)
+        #expect(abs(c - 2e-4) < 1e-15 && abs(a - (5e-4 - 4e-4)) < 1e-15)
+    }
+
+    @Test func tierMeasurementThroughTheLoadPath() throws {
+        // A 2 MB/s link and 48 KiB experts: every transfer takes at least bytes / bandwidth; the fit is near the
+        // link's bandwidth (wake-ups on a busy machine move it a little either way).
+        let src = SyntheticSource(shape: MoEShape(layers: 2, experts: 3, topK: 1, hidden: 64, intermediate: 64), dtype: .float32)
+        let tier = try HostLinkTier(source: src, bandwidth: 2e6)
+        let (bw, lat) = try EngineCalibration.measureTier(tier, rounds: 2, batch: 2)
+        #expect(bw.isFinite && bw > 0.2 * 2e6 && bw <= 1.25 * 2e6, "bandwidth \(bw)")
+        #expect(lat.isFinite && lat >= 0)
+    }
+}
+
+@Suite struct MultiTurnReplayTests {
+    @Test func severalPromptsReplayInOrderAndTimeDecodeSteps() throws {
+        // Two turns of one layer, two experts, top-1: prompt tokens (phase 0) warm the cache, decode steps are timed.
+        let S = 999_999.0   // divisible by 3: the engine's shape for a trace without a profile has S exactly
+        var t = RoutingTrace(layers: 1, experts: 2, topK: 1, expertBytes: [Int(S)])
+        let seq: [(Int, Int, Int)] = [(0, 0, 0), (0, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0), (1, 1, 0)]  // turn, phase, expert
+        var step = [0, 0]
+        for (turn, phase, e) in seq {
+            t.rows.append(RoutingTraceRow(turn: turn, phase: phase, step: step[turn], layer: 0, slot: 0, expert: e, weight: 1))
+            step[turn] += 1
+        }
+        var hw = HardwareProfile(name: "t", linkBandwidth: 1e9, linkLatency: 0, memoryBandwidth: 5e9, efficiency: 1,
+                                 kernelOverhead: 0, attentionOverhead: 0)
+        hw.attentionSeconds = 1e-4
+        let sc = try SimScenario.make(trace: t, profile: nil, hardware: hw, predictorAccuracy: 0)
+        #expect(sc.tokens.map(\.phase) == [0, 1, 1, 0, 1, 1] && sc.timedMask == [false, true, true, false, true, true])
+        // LRU with one slot: a miss costs a load of S / 1 GB/s.
+        let lru = try sc.enginePolicy(.lru, totalBudget: 1e6, plan: nil)
+        let r = sc.simulate(lru)
+        // Turn 0 decodes [0, 1] after prompt [0]: hit then miss; turn 1 decodes [0, 0] after prompt [1]: miss, hit.
+        let hit = 1e-4 + S / 5e9, miss = 1e-4 + S / 1e9 + S / 5e9
+        #expect(r.turnTpot.count == 2 && abs(r.turnTpot[0] - (hit + miss) / 2) < 1e-12 && abs(r.turnTpot[1] - (miss + hit) / 2) < 1e-12)
+        #expect(r.tokens == 4 && abs(r.medianTurnTpot - (hit + miss) / 2) < 1e-12)
     }
 }

@@ -139,6 +139,9 @@ public protocol ExpertPolicy: AnyObject {
     func isResident(_ s: SegmentID) -> Bool
     /// Whether a segment is in a layer cache (not staging).
     func isCached(_ s: SegmentID) -> Bool
+    /// Whether an access of the expert now finds its top cached by an earlier use (a top that a
+    /// prefetch put into the cache and nothing used yet counts as prefetched, not cached).
+    func isCacheHit(layer: Int, expert: Int) -> Bool
     /// Bytes of cached segments of layer l (≤ B_l) and of staging segments (≤ stagingBytes).
     func cachedBytes(layer: Int) -> Int
     var stagedBytes: Int { get }

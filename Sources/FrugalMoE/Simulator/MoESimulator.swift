@@ -16,6 +16,13 @@ public struct SimResult: Sendable, Codable, Equatable {
     /// Share of loaded bytes that were prefetches of experts not used.
     public var wastedPrefetchShare: Double
     public var tokens: Int
+    /// Mean seconds per timed token of each turn (prompt) of the routing, in order.
+    public var turnTpot: [Double] = []
+    /// The median of `turnTpot` (`tpot` when there is one turn): what the engine's bench reports.
+    public var medianTurnTpot: Double {
+        guard turnTpot.count > 1 else { return tpot }
+        return turnTpot.sorted()[turnTpot.count / 2]
+    }
 }
 
 /// A discrete-event model of offloaded MoE decoding: one compute stream (attention, then each expert's segments
@@ -37,14 +44,16 @@ public struct MoESimulator {
 
     /// Runs `tokens`; tokens before `countFrom` warm caches (same protocol) but are not timed.
     /// `experts`: per-layer expert count (for mispredicted picks).
-    public func run(policy: SimPolicy, tokens: [TokenRouting], experts: Int, countFrom: Int = 0) -> SimResult {
+    /// `timed`: which tokens count (nil: all from `countFrom`).
+    public func run(policy: SimPolicy, tokens: [TokenRouting], experts: Int, countFrom: Int = 0, timed: [Bool]? = nil) -> SimResult {
         let L = timings.count
         var rng = SimRNG(seed: seed)
         var linkFree = 0.0            // end of the last scheduled transfer
         var queue: [Transfer] = []    // scheduled transfers, in link order
         var arrival: [SimSegment: Double] = [:]
         var now = 0.0
-        var timed = 0.0, stall = 0.0, bytes = 0.0, wasted = 0.0
+        var timedSeconds = 0.0, stall = 0.0, bytes = 0.0, wasted = 0.0
+        var turnSums: [(Double, Int)] = [], lastTurn = Int.min
         var acts = 0, hits = 0, cacheHits = 0, counted = 0
         var prefetchedUnused: [SimSegment: Double] = [:]
 
@@ -84,7 +93,7 @@ public struct MoESimulator {
         for (ti, tok) in tokens.enumerated() {
             let t0 = now
             var tokStall = 0.0
-            let count = ti >= countFrom
+            let count = ti >= countFrom && (timed.map { ti < $0.count && $0[ti] } ?? true)
             var tokBytes = 0.0
             for l in 0..<L {
                 let tm = timings[l]
@@ -142,11 +151,17 @@ public struct MoESimulator {
             now += otherTime
             for (_, b) in prefetchedUnused { if count { wasted += b } }
             prefetchedUnused.removeAll()
-            if count { timed += now - t0; stall += tokStall; bytes += tokBytes; counted += 1 }
+            if count {
+                timedSeconds += now - t0; stall += tokStall; bytes += tokBytes; counted += 1
+                if tok.turn != lastTurn { turnSums.append((0, 0)); lastTurn = tok.turn }
+                turnSums[turnSums.count - 1].0 += now - t0; turnSums[turnSums.count - 1].1 += 1
+            }
         }
         let n = Double(max(1, counted))
-        return SimResult(policy: policy.name, tpot: timed / n, hitRate: acts > 0 ? Double(hits) / Double(acts) : 0,
+        var res = SimResult(policy: policy.name, tpot: timedSeconds / n, hitRate: acts > 0 ? Double(hits) / Double(acts) : 0,
                          cacheHitRate: acts > 0 ? Double(cacheHits) / Double(acts) : 0, stallPerToken: stall / n,
                          bytesPerToken: bytes / n, wastedPrefetchShare: bytes > 0 ? wasted / bytes : 0, tokens: counted)
+        res.turnTpot = turnSums.map { $0.0 / Double(max(1, $0.1)) }
+        return res
     }
 }
