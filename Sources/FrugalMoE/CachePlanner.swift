@@ -44,6 +44,9 @@ public struct LayerPlan: Sendable, Codable, Equatable {
     public var time: Double
     /// Fixed-point iterations the inner solver took (0 when not run).
     public var iterations: Int
+    /// Whether the layer's experts are prefetched while the previous layer computes (off where wrong predictions
+    /// cost the link more than right ones hide).
+    public var prefetch: Bool = true
 }
 
 /// The planner's output: per-layer plans and the predicted time per output token.
@@ -92,6 +95,9 @@ public struct CachePlanner: Sendable {
     /// Prefetched tops go into the layer caches (the engine's default, `PolicyTuning.prefetchIntoCache`), so staging
     /// holds prefetched bottoms only.
     public var prefetchIntoCache = true
+    /// The planner may turn prefetching off in a layer where its model says wrong predictions cost the link more
+    /// than right ones hide (false: every layer prefetches, the paper's design).
+    public var allowNoPrefetch = true
 
     public init(timings: [LayerTiming], curves: HitRateCurves, topK: Int, thetaSteps: Int = 64, budgetUnits: Int = 256,
                 otherTime: Double = 0, stagingBytes: Double? = nil) {
@@ -137,10 +143,16 @@ public struct CachePlanner: Sendable {
     }
 
     /// T_l for split ratio θ, hit rate h and n cached tops (a mispredicted expert is cached with chance n/E).
-    @inline(__always) public func layerTime(_ l: Int, theta: Double, hit h: Double, tops n: Int) -> Double {
+    /// Without `prefetch` every activation loads on demand: T = T_attn + k·c + k·L − k·h·min(θc, (1−θ)S/BW) (a cached
+    /// top computes while its bottom loads).
+    @inline(__always) public func layerTime(_ l: Int, theta: Double, hit h: Double, tops n: Int, prefetch: Bool = true) -> Double {
         let t = timings[l]
         let k = Double(topK), S = t.expertBytes, c = t.expertCompute
         let hh = theta > 0 ? h : 0
+        if !prefetch {
+            let meanLoad = t.load(S) - hh * (S * theta / t.loadBandwidth)
+            return t.attention + k * c + k * meanLoad - k * hh * min(theta * c, (1 - theta) * S / t.loadBandwidth)
+        }
         let share = theta > 0 && experts > 0 ? min(1, Double(n) / Double(experts)) : 0
         let meanLoad = t.load(S) - hh * (S * theta / t.loadBandwidth)
         let wrongLoad = t.load(S) - share * (S * theta / t.loadBandwidth)
@@ -165,18 +177,18 @@ public struct CachePlanner: Sendable {
     }
 
     /// T_l for split ratio θ under budget B (hit rate from the curve).
-    public func layerTime(_ l: Int, budget: Double, theta: Double) -> Double {
+    public func layerTime(_ l: Int, budget: Double, theta: Double, prefetch: Bool = true) -> Double {
         let n = tops(l, budget: budget, theta: theta)
-        return layerTime(l, theta: theta, hit: curves.h(l, n), tops: n)
+        return layerTime(l, theta: theta, hit: curves.h(l, n), tops: n, prefetch: prefetch)
     }
 
     /// Best response with the hit rate held fixed: argmin_θ T_l(θ, h), smallest such θ on the grid (a smaller θ
     /// fits more tops, so among equal latencies it is the better start for the next iteration).
-    public func bestTheta(_ l: Int, hit h: Double, tops n: Int) -> Double {
+    public func bestTheta(_ l: Int, hit h: Double, tops n: Int, prefetch: Bool = true) -> Double {
         var best = 0.0, bestT = Double.infinity
         for j in 0...thetaSteps {
             let th = Double(j) / Double(thetaSteps)
-            let T = layerTime(l, theta: th, hit: h, tops: n)
+            let T = layerTime(l, theta: th, hit: h, tops: n, prefetch: prefetch)
             if T < bestT * (1 - 1e-12) { bestT = T; best = th }
         }
         return best
@@ -184,34 +196,42 @@ public struct CachePlanner: Sendable {
 
     /// Inner solver for one layer and budget: the fixed point θ = argmin_θ T_l(θ, h_l(⌊B/(θS)⌋)) iterated from θ = 1,
     /// then checked against every count n of cached tops (θ = largest grid ratio with n tops fitting B), which the
-    /// fixed point can miss when loads dwarf compute (its best response is then always θ = 1). Returns the better.
+    /// fixed point can miss when loads dwarf compute (its best response is then always θ = 1). Returns the better;
+    /// with `allowNoPrefetch`, the better of the layer with and without prefetching.
     public func solveLayer(_ l: Int, budget: Double) -> LayerPlan {
-        let fp = fixedPoint(l, budget: budget)
-        var bestTheta = fp.theta, bestT = layerTime(l, budget: budget, theta: fp.theta)
+        let on = solveLayer(l, budget: budget, prefetch: true)
+        guard allowNoPrefetch else { return on }
+        let off = solveLayer(l, budget: budget, prefetch: false)
+        return off.time < on.time * (1 - 1e-12) ? off : on
+    }
+
+    func solveLayer(_ l: Int, budget: Double, prefetch: Bool) -> LayerPlan {
+        let fp = fixedPoint(l, budget: budget, prefetch: prefetch)
+        var bestTheta = fp.theta, bestT = layerTime(l, budget: budget, theta: fp.theta, prefetch: prefetch)
         let S = timings[l].expertBytes
         if budget > 0 {
             for n in 1...max(1, experts) where n <= experts {
                 let th = min(1, (budget / (Double(n) * S) * Double(thetaSteps) + 1e-9).rounded(.down) / Double(thetaSteps))
                 if th <= 0 { break }
-                let T = layerTime(l, budget: budget, theta: th)
+                let T = layerTime(l, budget: budget, theta: th, prefetch: prefetch)
                 if T < bestT * (1 - 1e-12) { bestT = T; bestTheta = th }
             }
         }
-        let zeroT = layerTime(l, theta: 0, hit: 0, tops: 0)
+        let zeroT = layerTime(l, theta: 0, hit: 0, tops: 0, prefetch: prefetch)
         if zeroT < bestT * (1 - 1e-12) { bestT = zeroT; bestTheta = 0 }
         let n = tops(l, budget: budget, theta: bestTheta)
         return LayerPlan(budget: budget, theta: bestTheta, cachedTops: n,
-                         hitRate: bestTheta > 0 ? curves.h(l, n) : 0, time: bestT, iterations: fp.iterations)
+                         hitRate: bestTheta > 0 ? curves.h(l, n) : 0, time: bestT, iterations: fp.iterations, prefetch: prefetch)
     }
 
     /// The inner fixed-point iteration alone: θ_{t+1} = bestTheta(h_l(⌊B/(θ_t S)⌋)) from θ_0 = 1 until θ repeats.
     /// The map is monotone (larger θ → fewer tops → lower h → larger best θ), so from θ_0 = 1 the sequence
     /// decreases to a fixed point; a cycle guard stops it after `maxIterations`.
-    public func fixedPoint(_ l: Int, budget: Double) -> (theta: Double, iterations: Int, converged: Bool) {
+    public func fixedPoint(_ l: Int, budget: Double, prefetch: Bool = true) -> (theta: Double, iterations: Int, converged: Bool) {
         var theta = 1.0
         for it in 1...maxIterations {
             let n = tops(l, budget: budget, theta: theta)
-            let next = bestTheta(l, hit: curves.h(l, n), tops: n)
+            let next = bestTheta(l, hit: curves.h(l, n), tops: n, prefetch: prefetch)
             if next == theta { return (theta, it, true) }
             theta = next
             if theta == 0 { return (0, it, true) }

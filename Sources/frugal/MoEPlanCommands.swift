@@ -122,8 +122,8 @@ struct MoEPlanCommand: ParsableCommand {
               + "(\(fmt(100 * total / sc.totalExpertBytes))% of experts; \(mib(total - plan.cacheBytes)) MiB staging)")
         let tm = sc.timings[0]
         print("per expert: load \(ms(tm.load(tm.expertBytes))) ms, compute \(ms(tm.expertCompute)) ms; attention \(ms(tm.attention)) ms")
-        printTable(["layer", "B_l MiB", "theta", "tops", "hit", "T_l ms", "iters"], plan.layers.enumerated().map { l, p in
-            [String(l), mib(p.budget), fmt(p.theta, 3), String(p.cachedTops), fmt(p.hitRate, 3), ms(p.time), String(p.iterations)]
+        printTable(["layer", "B_l MiB", "theta", "tops", "hit", "prefetch", "T_l ms", "iters"], plan.layers.enumerated().map { l, p in
+            [String(l), mib(p.budget), fmt(p.theta, 3), String(p.cachedTops), fmt(p.hitRate, 3), p.prefetch ? "yes" : "no", ms(p.time), String(p.iterations)]
         })
         let uni = pl.bestUniform(totalBudget: total)
         let z = pl.uniform(totalBudget: total, theta: 0), o = pl.uniform(totalBudget: total, theta: 1)
@@ -226,6 +226,7 @@ struct MoESimulateCommand: ParsableCommand {
         })
         if moe != nil {
             print("moepic plan: mean theta \(fmt(plan.thetas.reduce(0, +) / Double(plan.layers.count), 3)), "
+                  + "prefetch in \(plan.layers.filter(\.prefetch).count) of \(plan.layers.count) layers, "
                   + "predicted \(ms(plan.timePerToken)) ms/token, planned in \(fmt(planSeconds * 1e3)) ms")
         }
         var study: [StudyRow] = []

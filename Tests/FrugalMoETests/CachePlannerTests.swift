@@ -56,10 +56,11 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
                     // Fixed-point property: θ* = argmin_θ T(θ, h(⌊B/(θ*S)⌋)).
                     let n = pl.tops(l, budget: B, theta: fp.theta)
                     #expect(pl.bestTheta(l, hit: pl.curves.h(l, n), tops: n) == fp.theta)
-                    // The solver's answer is the minimum over every grid θ.
+                    // The solver's answer is the minimum over every grid θ, with and without prefetching.
                     let s = pl.solveLayer(l, budget: B)
-                    let brute = (0...32).map { pl.layerTime(l, budget: B, theta: Double($0) / 32) }.min()!
+                    let brute = [true, false].flatMap { pf in (0...32).map { pl.layerTime(l, budget: B, theta: Double($0) / 32, prefetch: pf) } }.min()!
                     #expect(abs(s.time - brute) <= 1e-15 + 1e-12 * brute)
+                    #expect(abs(pl.layerTime(l, budget: B, theta: s.theta, prefetch: s.prefetch) - s.time) <= 1e-15)
                     #expect(s.time <= pl.layerTime(l, budget: B, theta: fp.theta) + 1e-15)
                 }
             }
@@ -372,5 +373,34 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         let hit = 1e-4 + S / 5e9, miss = 1e-4 + S / 1e9 + S / 5e9
         #expect(r.turnTpot.count == 2 && abs(r.turnTpot[0] - (hit + miss) / 2) < 1e-12 && abs(r.turnTpot[1] - (miss + hit) / 2) < 1e-12)
         #expect(r.tokens == 4 && abs(r.medianTurnTpot - (hit + miss) / 2) < 1e-12)
+    }
+}
+
+@Suite struct PrefetchChoiceTests {
+    @Test func plannerTurnsPrefetchOffWhereWrongPredictionsCostTheLinkMore() {
+        // Loads dwarf compute (S/BW = 1 ms, c = 0.02 ms): at accuracy 0.5, half the prefetched bytes are wasted
+        // on a saturated link and the window hides almost nothing, so demand loading is faster; at accuracy 1
+        // prefetching hides the window and wastes nothing.
+        let curves = syntheticCurves(layers: 2, experts: 8) { _ in 3 }
+        for (p, expectOn) in [(0.5, false), (1.0, true)] {
+            let pl = CachePlanner(timings: timings(layers: 2, c: 2e-5, p: p), curves: curves, topK: 2, thetaSteps: 16)
+            let s = pl.solveLayer(1, budget: 2e6)
+            #expect(s.prefetch == expectOn, "accuracy \(p)")
+            let other = (0...16).map { pl.layerTime(1, budget: 2e6, theta: Double($0) / 16, prefetch: !expectOn) }.min()!
+            #expect(s.time < other)
+            var strict = pl
+            strict.allowNoPrefetch = false
+            #expect(strict.solveLayer(1, budget: 2e6).prefetch)
+        }
+    }
+
+    @Test func policyPrefetchesOnlyWhereThePlanSays() {
+        let shape = MoEShape(layers: 3, experts: 4, topK: 1, hidden: 4, intermediate: 4)
+        let lay = SegmentLayout(shape: shape, elementBytes: 4, theta: [1, 1, 1])
+        let S = lay.expertBytes
+        let p = SegmentCachePolicy.moepic(layout: lay, plan: CachePlan(theta: [1, 1, 1], layerBudget: [S, S, S], prefetch: [true, false, true]),
+                                          stagingBytes: S, prefetchIntoCache: true)
+        #expect(p.prefetch(layer: 1, predicted: [2]).isEmpty)
+        #expect(p.prefetch(layer: 2, predicted: [2]) == [.load(SegmentID(layer: 2, expert: 2, part: .top), demand: false, cached: true)])
     }
 }

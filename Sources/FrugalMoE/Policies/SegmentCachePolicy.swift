@@ -158,11 +158,16 @@ public class SegmentCachePolicy: ExpertPolicy {
         for s in prefetched where s.layer == l && !want.contains(s.expert) {
             unstage(s); stats[l].wastedPrefetches += 1; acts.append(.drop(s))
         }
-        // Tops a prefetch put into this layer's cache: used now, or left to their ranking.
+        // Tops a prefetch put into this layer's cache: used now, or mispredicted and dropped (a transfer
+        // still in flight stops; the slot is free for this layer's misses instead of holding an unused top).
         let prefetchedBefore = prefetchedTops.filter { $0.layer == l }
         for s in prefetchedBefore {
             prefetchedTops.remove(s)
-            if !want.contains(s.expert) { stats[l].wastedPrefetches += 1 }
+            if !want.contains(s.expert) {
+                stats[l].wastedPrefetches += 1
+                cached[l].remove(s.expert); cachedBytesPerLayer[l] -= layout.bytes(s)
+                acts.append(.drop(s))
+            }
         }
         for e in experts {
             counts[l][e] += 1; lastUse[l][e] = now[l]
@@ -212,7 +217,7 @@ public class SegmentCachePolicy: ExpertPolicy {
     /// otherwise; a bottom always goes into staging. Nothing is prefetched that the staging area
     /// (at most `stagingBytes`) or the cache cannot hold.
     public func prefetch(layer l: Int, predicted: [Int]) -> [PolicyAction] {
-        guard usesPrediction, l >= 0, l < layout.shape.layers else { return [] }
+        guard usesPrediction, l >= 0, l < layout.shape.layers, plan.prefetch?[l] ?? true else { return [] }
         var acts: [PolicyAction] = []
         var keep = Set<Int>()
         for e in predicted.prefix(prefetchLimit) {

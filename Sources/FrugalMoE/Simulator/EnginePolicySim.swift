@@ -50,7 +50,10 @@ public final class EnginePolicySim: SimPolicy {
 
 extension BudgetPlan {
     /// The engine's `CachePlan` (θ_l and B_l in bytes, floored) for `PolicyFactory.make(plan:)`.
-    public var enginePlan: CachePlan { CachePlan(theta: thetas, layerBudget: budgets.map { Int($0.rounded(.down)) }) }
+    public var enginePlan: CachePlan {
+        CachePlan(theta: thetas, layerBudget: budgets.map { Int($0.rounded(.down)) },
+                  prefetch: layers.allSatisfy(\.prefetch) ? nil : layers.map(\.prefetch))
+    }
 }
 
 extension SimScenario {

@@ -48,8 +48,10 @@ public struct MoESimulator {
     public func run(policy: SimPolicy, tokens: [TokenRouting], experts: Int, countFrom: Int = 0, timed: [Bool]? = nil) -> SimResult {
         let L = timings.count
         var rng = SimRNG(seed: seed)
-        var linkFree = 0.0            // end of the last scheduled transfer
-        var queue: [Transfer] = []    // scheduled transfers, in link order
+        // The link: the transfer in progress (its times fixed) and the pending ones, in link order (their times
+        // follow from the queue and are recomputed whenever it changes).
+        var current: Transfer? = nil
+        var pending: [Transfer] = []
         var arrival: [SimSegment: Double] = [:]
         var now = 0.0
         var timedSeconds = 0.0, stall = 0.0, bytes = 0.0, wasted = 0.0
@@ -57,37 +59,70 @@ public struct MoESimulator {
         var acts = 0, hits = 0, cacheHits = 0, counted = 0
         var prefetchedUnused: [SimSegment: Double] = [:]
 
+        /// Transfers that have started by t leave the queue; the last of them is the one in progress.
+        func advance(_ t: Double) {
+            while let f = pending.first, f.start <= t { current = f; pending.removeFirst() }
+            if let c = current, c.end <= t { current = nil }
+        }
+        /// Start and end of every pending transfer from t on, and the arrival time of each segment.
+        func repack(_ t: Double) {
+            var free = max(t, current?.end ?? t)
+            for i in pending.indices {
+                let tm = timings[pending[i].seg.layer]
+                pending[i].start = free; pending[i].end = free + tm.load(pending[i].bytes); free = pending[i].end
+                arrival[pending[i].seg] = pending[i].end
+            }
+        }
+        /// Cuts the prefetch in progress at its next chunk boundary (t: now); returns the bytes it did not move.
+        func cutCurrent(_ t: Double) -> Double {
+            guard chunkBytes > 0, let c = current, !c.demand, c.end > t else { return 0 }
+            let tm = timings[c.seg.layer]
+            let done = max(0, (t - c.start - tm.loadLatency) * tm.loadBandwidth)
+            let cut = (done / chunkBytes).rounded(.up) * chunkBytes
+            guard cut < c.bytes else { return 0 }
+            current!.bytes = cut
+            current!.end = c.start + tm.loadLatency + cut / tm.loadBandwidth
+            arrival[c.seg] = current!.end
+            return c.bytes - cut
+        }
         func schedule(_ loads: [SimLoad], at t: Double) {
-            // Demand loads overtake queued prefetches that have not started by t, and cut the prefetch in progress
-            // at its next chunk boundary (its remainder is queued again after them).
+            advance(t)
+            // Demand loads go after the pending demand loads and before every prefetch not started by t, and cut
+            // the prefetch in progress at its next chunk boundary (its rest is queued again first among prefetches).
             let demand = loads.filter(\.demand), pre = loads.filter { !$0.demand }
             if !demand.isEmpty {
-                var postponed = queue.filter { $0.start > t }.map { SimLoad(segment: $0.seg, bytes: $0.bytes, demand: false) }
-                queue.removeAll { $0.start > t }
-                if chunkBytes > 0, let i = queue.indices.last, !queue[i].demand, queue[i].end > t {
-                    let q = queue[i], tm = timings[q.seg.layer]
-                    let done = max(0, (t - q.start - tm.loadLatency) * tm.loadBandwidth)
-                    let cut = (done / chunkBytes).rounded(.up) * chunkBytes
-                    if cut < q.bytes {
-                        queue[i].bytes = cut
-                        queue[i].end = q.start + tm.loadLatency + cut / tm.loadBandwidth
-                        postponed.insert(SimLoad(segment: q.seg, bytes: q.bytes - cut, demand: false), at: 0)
-                    }
+                let rest = cutCurrent(t)
+                var firstPrefetch = pending.firstIndex { !$0.demand } ?? pending.count
+                if rest > 0, let c = current {
+                    pending.insert(Transfer(seg: c.seg, bytes: rest, start: 0, end: 0, demand: false), at: firstPrefetch)
                 }
-                linkFree = max(queue.last?.end ?? 0, t)
-                for ld in demand { append(ld, t) }
-                for p in postponed { append(p, t) }
+                for ld in demand {
+                    pending.insert(Transfer(seg: ld.segment, bytes: ld.bytes, start: 0, end: 0, demand: true), at: firstPrefetch)
+                    firstPrefetch += 1
+                }
             }
-            for ld in pre { append(ld, t) }
-            if queue.count > 256 { queue.removeFirst(queue.count - 256) }
+            for ld in pre { pending.append(Transfer(seg: ld.segment, bytes: ld.bytes, start: 0, end: 0, demand: false)) }
+            repack(t)
         }
-        func append(_ ld: SimLoad, _ t: Double) {
-            let start = max(linkFree, t)
-            let tm = timings[ld.segment.layer]
-            let end = start + tm.load(ld.bytes)
-            queue.append(Transfer(seg: ld.segment, bytes: ld.bytes, start: start, end: end, demand: ld.demand))
-            arrival[ld.segment] = end
-            linkFree = end
+        /// A dropped segment's pending transfer leaves the queue; one in progress stops at its chunk boundary.
+        func drop(_ s: SimSegment, at t: Double) {
+            advance(t)
+            pending.removeAll { $0.seg == s }
+            if let c = current, c.seg == s { _ = cutCurrent(t) }
+            repack(t)
+            arrival[s] = nil
+        }
+        /// Pending prefetches of segments needed now move to the end of the demand loads (the engine's promotion).
+        func promote(_ segs: [SimSegment], at t: Double) {
+            advance(t)
+            for s in segs {
+                guard let i = pending.firstIndex(where: { $0.seg == s && !$0.demand }) else { continue }
+                let firstPrefetch = pending.firstIndex { !$0.demand } ?? pending.count
+                guard i > firstPrefetch else { continue }
+                let tr = pending.remove(at: i)
+                pending.insert(tr, at: firstPrefetch)
+            }
+            repack(t)
         }
 
         for (ti, tok) in tokens.enumerated() {
@@ -106,12 +141,15 @@ public struct MoESimulator {
                 }
                 let needBefore = Set(A.flatMap { e in policy.segments(layer: l, expert: e).map(\.segment) })
                 let r = policy.access(layer: l, experts: A)
-                for d in r.drops { arrival[d] = nil }
+                for d in r.drops { drop(d, at: now) }
                 let demanded = Set(r.loads.map(\.segment))
                 if count { for e in A where !policy.segments(layer: l, expert: e).contains(where: { demanded.contains($0.segment) }) { hits += 1 } }
                 for ld in r.loads { tokBytes += ld.bytes }
                 for s in needBefore { prefetchedUnused[s] = nil }
                 schedule(r.loads, at: now)
+                // Prefetched segments still queued are needed now: ahead of other prefetches, tops first.
+                let needed = A.flatMap { e in policy.segments(layer: l, expert: e).map(\.segment) }
+                promote(needed.filter { $0.part == 0 } + needed.filter { $0.part == 1 }, at: now)
                 // Prefetch for the next layer, issued once this layer's demand loads are queued.
                 if l + 1 < L, policy.usesPrediction {
                     let truth = tok.selected(l + 1)
@@ -126,7 +164,7 @@ public struct MoESimulator {
                         }
                     }
                     let pr = policy.prefetch(layer: l + 1, predicted: pred)
-                    for d in pr.drops { arrival[d] = nil }
+                    for d in pr.drops { drop(d, at: now) }
                     for ld in pr.loads { tokBytes += ld.bytes; if !truth.contains(ld.segment.expert) { prefetchedUnused[ld.segment] = ld.bytes } }
                     schedule(pr.loads, at: now)
                 }
@@ -146,7 +184,7 @@ public struct MoESimulator {
                     }
                 }
                 now = computeFree
-                for s in policy.release(layer: l) { arrival[s] = nil }
+                for s in policy.release(layer: l) { drop(s, at: now) }
             }
             now += otherTime
             for (_, b) in prefetchedUnused { if count { wasted += b } }
