@@ -49,6 +49,7 @@ final class LoadEngine: @unchecked Sendable {
         let pieces: [(row: Int, count: Int, page: Int)]
         let chunks: [Range<Int>]
         var next = 0, inFlight = 0, done = 0
+        var chunkDone: [Bool] = []
         var state = 0   // 0 queued, 1 loading, 2 ready, 3 failed
         var error: Error?
         var dropped = false
@@ -67,6 +68,7 @@ final class LoadEngine: @unchecked Sendable {
             }
             if chunkStart < pieces.count { chunks.append(chunkStart..<pieces.count) }
             self.pieces = pieces; self.chunks = chunks
+            chunkDone = Array(repeating: false, count: chunks.count)
         }
         var queued: Bool { !dropped && next < chunks.count }
     }
@@ -144,8 +146,9 @@ final class LoadEngine: @unchecked Sendable {
                 if e.inFlight == 0 { fast.release(e.runs); zombies -= 1 }
             } else if let err {
                 e.state = 3; e.error = err
-            } else if e.done == e.chunks.count {
-                e.state = 2
+            } else {
+                e.chunkDone[c] = true
+                if e.done == e.chunks.count && e.state != 3 { e.state = 2 }
             }
             cond.broadcast()
         }
@@ -198,6 +201,31 @@ final class LoadEngine: @unchecked Sendable {
 
     /// Whether a segment's bytes are ready (caller holds the lock).
     func isReady(_ seg: SegmentID) -> Bool { (entries[seg]?.state ?? 0) >= 2 }
+
+    /// Whether chunk `c` of a segment has landed (caller holds the lock).
+    func isReady(_ seg: SegmentID, chunk c: Int) -> Bool {
+        guard let e = entries[seg] else { return false }
+        return e.state >= 2 || (c < e.chunkDone.count && e.chunkDone[c])
+    }
+
+    /// Chunks of a segment's load (0 when it is not resident).
+    func chunkCount(_ seg: SegmentID) -> Int {
+        cond.lock(); defer { cond.unlock() }
+        return entries[seg]?.chunks.count ?? 0
+    }
+
+    /// Waits until chunk `c` of a segment has landed; returns its pages as (first page, count) runs.
+    func waitChunk(_ seg: SegmentID, _ c: Int) throws -> [Range<Int>] {
+        cond.lock(); defer { cond.unlock() }
+        guard let e = entries[seg], c < e.chunks.count else { throw OffloadError.io("segment \(seg) chunk \(c) is not resident") }
+        if !(e.state >= 2 || e.chunkDone[c]) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            while !(e.state >= 2 || e.chunkDone[c]) { cond.wait() }
+            stats.stallSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        if let err = e.error { throw err }
+        return e.pieces[e.chunks[c]].map { $0.page..<$0.page + $0.count }
+    }
 
     /// Waits until a segment is loaded; returns its page runs. Adds the wait to the stall time.
     func waitReady(_ seg: SegmentID) throws -> [Range<Int>] {
@@ -350,11 +378,22 @@ public final class OffloadingExecutor: ExpertExecutor {
         return y
     }
 
-    /// Computes the chunk's experts segment by segment, taking whatever is ready first.
+    /// Computes the chunk's experts segment by segment, taking whatever is ready first. A policy that
+    /// streams (`SegmentCachePolicy.streamsChunks`) computes a segment still loading chunk by chunk as
+    /// its chunks land (an expert's rows are independent), so compute overlaps the rest of its load.
     func compute(layer: Int, experts: [Int], users: [Int: [(Int, Float)]], x: Tensor, y: Tensor, T: Int) throws {
         let h = shape.hidden, dtype = tier.dtype
-        var pending: [(Int, SegmentID)] = []
-        for e in experts { for s in policy.segments(layer: layer, expert: e) { pending.append((e, s)) } }
+        let stream = (policy as? SegmentCachePolicy)?.streamsChunks ?? false
+        var pending: [(e: Int, s: SegmentID, chunk: Int?)] = []
+        for e in experts {
+            for s in policy.segments(layer: layer, expert: e) {
+                engine.cond.lock()
+                let ready = engine.isReady(s)
+                engine.cond.unlock()
+                let n = stream && !ready ? engine.chunkCount(s) : 0
+                if n > 1 { for c in 0..<n { pending.append((e, s, c)) } } else { pending.append((e, s, nil)) }
+            }
+        }
         // Per expert, gathered inputs and outputs when T > 1.
         var xs: [Int: [Float]] = [:], ys: [Int: [Float]] = [:], ws: [Int: [Float]] = [:]
         for e in experts {
@@ -368,10 +407,14 @@ public final class OffloadingExecutor: ExpertExecutor {
         }
         while !pending.isEmpty {
             engine.cond.lock()
-            let idx = pending.firstIndex { engine.isReady($0.1) } ?? 0
+            let idx = pending.firstIndex { item in
+                if let c = item.chunk { return engine.isReady(item.s, chunk: c) }
+                return engine.isReady(item.s)
+            } ?? 0
             engine.cond.unlock()
-            let (e, s) = pending.remove(at: idx)
-            let runs = try engine.waitReady(s)
+            let (e, s, chunk) = pending.remove(at: idx)
+            let runs: [Range<Int>]
+            if let chunk { runs = try engine.waitChunk(s, chunk) } else { runs = try engine.waitReady(s) }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let w = ws[e]!
             w.withUnsafeBufferPointer { wp in
@@ -395,7 +438,9 @@ public final class OffloadingExecutor: ExpertExecutor {
             computeSeconds += dt
             if T == 1 {
                 decodeComputeSeconds += dt
-                decodeExperts += Double(policy.layout.rows(s).count) / Double(max(1, shape.intermediate))
+                var rows = 0
+                for r in runs { rows += r.count }
+                decodeExperts += Double(rows) / Double(max(1, shape.intermediate))
             }
         }
         if T > 1 {

@@ -33,6 +33,8 @@ struct MoEPolicyOptions: ParsableArguments {
     var plan: String?
     @Option(help: "Routing trace the planner profiles hit rates from (e.g. one recorded with --record-trace).") var planTrace: String?
     @Option(help: "Next-layer prediction accuracy the planner assumes.") var predictorAccuracy = 0.9
+    @Option(help: "--plan auto: this machine's timings from `frugal moe calibrate` (default: measure link and memory bandwidth now).")
+    var calibration: String?
     @Option(help: "Record the engine's routing to this file (route_trace v1 CSV, the format of $FRUGAL_DATA/moe-traces).")
     var recordTrace: String?
     @OptionGroup var design: MoETuningOptions
@@ -59,13 +61,16 @@ struct MoETuningOptions: ParsableArguments {
     var extraPrefetch = 0
     @Option(help: "moepic: priority decay ρ per window in P = μ·ρ^(ν/ω).") var rho = 0.25
     @Option(help: "moepic: priority window ω in tokens.") var omega = 128.0
+    @Flag(help: "moepic: compute a segment only once all of it has loaded (default: chunk by chunk as it lands).")
+    var noStreaming = false
 
     /// The design choices given by --prefetch-into, --extra-prefetch, --rho and --omega.
     func tuning() throws -> PolicyTuning {
         guard ["cache", "staging"].contains(prefetchInto) else { throw CLIError("--prefetch-into '\(prefetchInto)': cache or staging") }
         guard extraPrefetch >= 0 else { throw CLIError("--extra-prefetch must be >= 0") }
         guard rho > 0, rho <= 1, omega > 0 else { throw CLIError("--rho must be in (0, 1] and --omega > 0") }
-        return PolicyTuning(prefetchIntoCache: prefetchInto == "cache", extraPrefetch: extraPrefetch, rho: rho, omega: omega)
+        return PolicyTuning(prefetchIntoCache: prefetchInto == "cache", extraPrefetch: extraPrefetch, rho: rho, omega: omega,
+                            streamChunks: !noStreaming)
     }
 }
 

@@ -208,7 +208,8 @@ struct MoESimulateCommand: ParsableCommand {
         print("policies: " + (native ? "simulator replay (--native)" : "the engine's policy objects (PolicyFactory)"))
         print("per expert: load \(ms(tm.load(tm.expertBytes))) ms, compute \(ms(tm.expertCompute)) ms "
               + "(load/compute \(fmt(tm.load(tm.expertBytes) / tm.expertCompute))x); attention \(ms(tm.attention)) ms; "
-              + "scored tokens \(sc.tokens.count - scoreWarm)" + (frac > 0 ? " (plan fitted on \(nFit))" : ""))
+              + "scored tokens \(sc.timedMask.map { m in m.filter { $0 }.count } ?? sc.tokens.count - scoreWarm)"
+              + (frac > 0 ? " (plan fitted on \(nFit))" : ""))
         var results: [SimResult] = []
         func makePolicy(_ k: NativeSimPolicy.Kind, _ bp: BudgetPlan) throws -> SimPolicy {
             if native { return sc.policy(k, totalBudget: total, plan: bp, staging: bp.totalBudget - bp.cacheBytes) }

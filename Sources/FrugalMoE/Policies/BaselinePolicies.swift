@@ -45,10 +45,12 @@ public struct PolicyTuning: Sendable, Equatable, Codable {
     public var rho = 0.25, omega = 128.0
     /// MoEpic admits a missed top only when its priority is at least the victim's.
     public var admitByScore = false
+    /// MoEpic computes a segment still loading chunk by chunk as its chunks land (`streamsChunks`).
+    public var streamChunks = true
     public init(prefetchIntoCache: Bool = true, extraPrefetch: Int = 0, rho: Double = 0.25, omega: Double = 128,
-                admitByScore: Bool = false) {
+                admitByScore: Bool = false, streamChunks: Bool = true) {
         self.prefetchIntoCache = prefetchIntoCache; self.extraPrefetch = extraPrefetch
-        self.rho = rho; self.omega = omega; self.admitByScore = admitByScore
+        self.rho = rho; self.omega = omega; self.admitByScore = admitByScore; self.streamChunks = streamChunks
     }
 }
 
@@ -144,6 +146,7 @@ public enum PolicyFactory {
                 let pol = SegmentCachePolicy.moepic(layout: r.0, plan: r.1, stagingBytes: r.2, ranking: ranking,
                                                     admitByScore: tuning.admitByScore, prefetchIntoCache: into)
                 pol.prefetchLimit = kp
+                pol.streamsChunks = tuning.streamChunks
                 return pol
             }
             if let plan {

@@ -52,6 +52,10 @@ public class SegmentCachePolicy: ExpertPolicy {
     public let prefetchIntoCache: Bool
     /// Predicted experts prefetched per layer, most likely first (default: topK).
     public var prefetchLimit: Int
+    /// The driver computes a segment that is still loading chunk by chunk as its chunks land (MoEpic's
+    /// overlap of compute with loading, carried below the top/bottom split); false: a segment computes once
+    /// all of it has arrived (the baselines' designs).
+    public var streamsChunks = false
 
     /// Counts per layer.
     public private(set) var stats: [PolicyLayerStats]

@@ -7,6 +7,7 @@ public final class EnginePolicySim: SimPolicy {
     public let policy: any ExpertPolicy
     public var name: String { policy.name }
     public var usesPrediction: Bool { policy.usesPrediction }
+    public var streamsChunks: Bool { (policy as? SegmentCachePolicy)?.streamsChunks ?? false }
 
     /// Wraps `policy` and executes its `start()` actions (before the first token, untimed).
     public init(_ policy: any ExpertPolicy) {

@@ -179,6 +179,19 @@ public struct MoESimulator {
                 for w in work {
                     for (s, share) in w.segs {
                         let ready = arrival[s] ?? 0
+                        if policy.streamsChunks && chunkBytes > 0 && ready > computeFree {
+                            // Chunk by chunk as they land: chunk j ends (B − bytes through j)/bandwidth before the segment.
+                            let B = share * tm.expertBytes
+                            var done = 0.0
+                            while done < B {
+                                let part = min(chunkBytes, B - done)
+                                done += part
+                                let r = ready - (B - done) / tm.loadBandwidth
+                                if r > computeFree { tokStall += r - computeFree; computeFree = r }
+                                computeFree += part / B * share * tm.expertCompute
+                            }
+                            continue
+                        }
                         if ready > computeFree { tokStall += ready - computeFree; computeFree = ready }
                         computeFree += share * tm.expertCompute
                     }
