@@ -91,6 +91,8 @@ struct MoEBench: ParsableCommand {
     @Option(help: "Offload store (default: MODEL/experts.fmoe, packed when missing).") var store: String?
     @Option(help: "Prompts, one per line (default: nine built-in prompts; the first warms up).") var prompts: String?
     @Option var maxTokens = 32
+    @Option(help: "Sampling temperature (0: greedy; a small trained model repeats itself under greedy decoding). Prompt i samples with seed i, so every policy generates the same tokens.")
+    var temperature: Float = 0.7
     @Option(help: "Budgets, comma-separated.") var budgets = "25%,50%"
     @Option(help: "Policies, comma-separated: full, on-demand, lru, lfu, prefetch, moepic, moepic@THETA, moepic@plan.")
     var policies = "full,on-demand,lru,lfu,prefetch,moepic"
@@ -100,7 +102,8 @@ struct MoEBench: ParsableCommand {
     @Flag(help: "Skip the disk tier.") var noDisk = false
     @Option(help: "Routing trace the planner fits moepic@plan on (e.g. --record-trace of a run on other prompts).")
     var planTrace: String?
-    @Option(help: "Next-layer prediction accuracy the planner assumes.") var predictorAccuracy = 0.9
+    @Option(help: "Next-layer prediction accuracy the planner assumes: one value, or one per layer (comma-separated); default: measured in this run's resident pass.")
+    var predictorAccuracy: String?
     @OptionGroup var design: MoETuningOptions
     @Flag(help: "Also run the simulator calibrated in this run on the recorded routing, for every policy.") var simulate = false
     @Option(help: "Write the routing of the prompts (recorded from `full`) to this file (route_trace v1).") var recordTrace: String?
@@ -113,6 +116,8 @@ struct MoEBench: ParsableCommand {
         var stallMsPerToken: Double, loadedMiBPerToken: Double, peakFastBytes: Int
         var simTpotMs: Double?
         var thetas: [Double]
+        /// Prompts whose generated tokens differ from the resident run's (0: same routing as recorded).
+        var promptsDiffering: Int
     }
     struct TierOut: Codable { var tier: String; var calibration: EngineCalibration }
 
@@ -144,13 +149,21 @@ struct MoEBench: ParsableCommand {
 
         // 1. The latency floor, resident: expert compute and per-layer time; the routing of every prompt.
         let rec = BenchRouteRecorder(model: m)
-        let fullExec = try wrap { try OffloadSetup.executor(source: m, kind: .full, budget: "100%", slow: try diskTier()) }
+        // `full` with the next-layer predictor running (it finds everything resident): the prediction accuracy.
+        let whole = SegmentLayout(shape: shape, elementBytes: dtype.size, theta: Array(repeating: 1, count: shape.layers))
+        let fullPolicy = SegmentCachePolicy(name: "full", layout: whole, plan: SegmentCachePolicy.full(layout: whole).plan, stagingBytes: 0,
+                                            usesPrediction: true, ranking: LRURanking(), preloadAll: true)
+        let fullExec = try wrap { try OffloadingExecutor(policy: fullPolicy, tier: try diskTier(), budget: whole.totalExpertBytes, source: m) }
         m.executor = fullExec
         m.routeObserver = { l, r in rec.observe(layer: l, routes: r) }
-        var fullT: [Double] = [], comp: [(Double, Double)] = []
+        var fullT: [Double] = [], comp: [(Double, Double)] = [], fullTokens: [[Int]] = []
+        var okP = [Int](repeating: 0, count: shape.layers), allP = okP
         for (i, p) in ids.enumerated() {
             rec.begin(turn: i)
-            let r = try gen.generate(prompt: p, maxTokens: maxTokens)
+            let r = try gen.generate(prompt: p, maxTokens: maxTokens, temperature: temperature, seed: UInt64(i))
+            fullTokens.append(r.tokens)
+            let st = fullExec.stats
+            for l in 0..<min(shape.layers, st.predictedCorrect.count) { okP[l] += st.predictedCorrect[l]; allP[l] += st.predictedTotal[l] }
             if i > 0 {
                 fullT.append(r.stats.timePerOutputToken)
                 comp.append(EngineCalibration.compute(fullStats: fullExec.stats, tpot: r.stats.timePerOutputToken,
@@ -159,6 +172,22 @@ struct MoEBench: ParsableCommand {
         }
         m.routeObserver = nil
         fullExec.close()
+        let measuredAcc = (0..<shape.layers).map { allP[$0] > 0 ? Double(okP[$0]) / Double(allP[$0]) : 0 }
+        print("next-layer prediction accuracy per layer (resident pass): " + measuredAcc.map { fmt(100 * $0, 0) + "%" }.joined(separator: " ")
+              + "; overall \(fmt(100 * Double(okP.reduce(0, +)) / Double(max(1, allP.reduce(0, +))), 1))%")
+        let planAcc: [Double]
+        if let predictorAccuracy {
+            let v = try predictorAccuracy.split(separator: ",").map { t -> Double in
+                guard let x = Double(t.trimmingCharacters(in: .whitespaces)), x >= 0, x <= 1 else {
+                    throw CLIError("--predictor-accuracy: '\(t)' is not in [0, 1]")
+                }
+                return x
+            }
+            guard v.count == 1 || v.count == shape.layers else {
+                throw CLIError("--predictor-accuracy: one value or \(shape.layers) (one per layer), got \(v.count)")
+            }
+            planAcc = (0..<shape.layers).map { l in l == 0 ? 0 : (v.count == 1 ? v[0] : v[l]) }
+        } else { planAcc = measuredAcc }
         if let recordTrace { try wrap { try rec.trace.write(path: recordTrace) } ; print("recorded routing to \(recordTrace)") }
         let c0 = median(comp.map(\.0))
         print("full: TPOT \(fmt(median(fullT) * 1e3, 2)) ms; expert compute \(fmt(c0 * 1e6, 0)) us, layer resident work \(fmt(median(comp.map(\.1)) * 1e6, 0)) us")
@@ -192,7 +221,7 @@ struct MoEBench: ParsableCommand {
             // Configurations of this tier: full once, every other policy at every budget.
             struct Config { var spec: MoEPolicySpec; var budget: String; var exec: OffloadingExecutor
                 var tpot: [Double] = []; var hit = 0.0, chit = 0.0, stall = 0.0, loaded = 0.0; var peak = 0
-                var predOK: [Int] = [], predAll: [Int] = []; var comp: [(Double, Double)] = [] }
+                var predOK: [Int] = [], predAll: [Int] = []; var comp: [(Double, Double)] = []; var differing = 0 }
             var configs: [Config] = []
             var calib = EngineCalibration(expertBytes: Double(S), expertSeconds: c0, attentionSeconds: median(comp.map(\.1)),
                                           tier: tname, loadBandwidth: lbw, loadLatency: lat, ioThreads: slow.ioThreads,
@@ -201,7 +230,8 @@ struct MoEBench: ParsableCommand {
                 for budget in (spec.kind == .full ? ["100%"] : budgetList) {
                     var plan: CachePlan? = nil
                     if spec.planned, let tr = planTraceData {
-                        plan = try planFor(trace: tr, profile: profile, calib: calib, budget: budget, shape: shape, dtype: dtype, tuning: tune)
+                        plan = try planFor(trace: tr, profile: profile, calib: calib, budget: budget, shape: shape, dtype: dtype, tuning: tune,
+                                           accuracy: planAcc)
                     }
                     let exec = try wrap {
                         let lay = SegmentLayout(shape: shape, elementBytes: dtype.size, theta: Array(repeating: 1, count: shape.layers))
@@ -221,7 +251,8 @@ struct MoEBench: ParsableCommand {
                 for j in 0..<configs.count {
                     let ci = (j + i) % configs.count
                     m.executor = configs[ci].exec
-                    let r = try gen.generate(prompt: p, maxTokens: maxTokens)
+                    let r = try gen.generate(prompt: p, maxTokens: maxTokens, temperature: temperature, seed: UInt64(i))
+                    if r.tokens != fullTokens[i] { configs[ci].differing += 1 }
                     guard i > 0 else { continue }
                     let s = configs[ci].exec.stats
                     let toks = Double(r.stats.generatedTokens + r.stats.promptTokens)
@@ -273,34 +304,41 @@ struct MoEBench: ParsableCommand {
                                 hitRate: c.hit / n, cacheHitRate: c.chit / n,
                                 predictionAccuracy: allSum > 0 ? Double(okSum) / Double(allSum) : nil,
                                 stallMsPerToken: c.stall / n, loadedMiBPerToken: c.loaded / n, peakFastBytes: c.peak,
-                                simTpotMs: simMs, thetas: sp.plan.theta))
+                                simTpotMs: simMs, thetas: sp.plan.theta, promptsDiffering: c.differing))
                 print("\(tname)  \(c.budget)  \(c.spec.label): TPOT \(fmt(median(c.tpot), 2)) ms" + (simMs.map { "  (simulated \(fmt($0, 2)))" } ?? ""))
             }
             flushStdout()
         }
         m.executor = ResidentExperts(source: m)
-        report(rows: rows, tiers: tiers.map(\.name), budgetList: budgetList, S: S, tierOut: tierOut)
+        report(rows: rows, tiers: tiers.map(\.name), budgetList: budgetList, S: S, tierOut: tierOut, accuracy: measuredAcc)
     }
 
     /// The planner's plan for a budget: hit-rate curves from `trace`, timings from the calibration.
     func planFor(trace: RoutingTrace, profile: ModelProfile, calib: EngineCalibration, budget: String, shape: MoEShape,
-                 dtype: DType, tuning: PolicyTuning) throws -> CachePlan {
+                 dtype: DType, tuning: PolicyTuning, accuracy: [Double]) throws -> CachePlan {
         guard trace.layers == shape.layers, trace.experts == shape.experts else {
             throw CLIError("--plan-trace: \(trace.layers) layers x \(trace.experts) experts, the model has \(shape.layers) x \(shape.experts)")
         }
-        let sc = try wrap { try SimScenario.make(trace: trace, profile: profile, hardware: calib.hardware, predictorAccuracy: predictorAccuracy) }
+        var sc = try wrap { try SimScenario.make(trace: trace, profile: profile, hardware: calib.hardware, predictorAccuracy: 0) }
+        for l in 0..<sc.timings.count { sc.timings[l].predictorAccuracy = accuracy[l] }
         let total = try parseMemoryBudget(budget, totalExpertBytes: sc.totalExpertBytes)
-        let plan = try wrap { try sc.planner(curves: sc.curves()).plan(totalBudget: total) }
+        var pl = sc.planner(curves: sc.curves())
+        pl.prefetchIntoCache = tuning.prefetchIntoCache
+        let plan = try wrap { try pl.plan(totalBudget: total) }
         return plan.enginePlan(shape: shape, elementBytes: dtype.size, budget: Int(total), tuning: tuning)
     }
 
-    func report(rows: [Row], tiers: [String], budgetList: [String], S: Int, tierOut: [TierOut]) {
+    func report(rows: [Row], tiers: [String], budgetList: [String], S: Int, tierOut: [TierOut], accuracy: [Double]) {
         print("")
         printTable(["tier", "c/l", "budget", "policy", "TPOT ms", "sim ms", "no-load %", "cached %", "pred %", "stall ms/tok", "MiB/tok", "peak MiB"], rows.map { r in
             [r.tier, fmt(r.computeToLoad, 3), r.budget, r.policy, fmt(r.medianTpotMs, 2), r.simTpotMs.map { fmt($0, 2) } ?? "-",
              fmt(100 * r.hitRate, 1), fmt(100 * r.cacheHitRate, 1), r.predictionAccuracy.map { fmt(100 * $0, 1) } ?? "-",
              fmt(r.stallMsPerToken, 2), fmt(r.loadedMiBPerToken, 2), fmt(Double(r.peakFastBytes) / 1048576, 1)]
         })
+        let differing = rows.filter { $0.promptsDiffering > 0 }
+        if !differing.isEmpty {
+            print("note: generated tokens differ from the resident run's in " + differing.map { "\($0.tier) \($0.budget) \($0.policy) (\($0.promptsDiffering))" }.joined(separator: ", "))
+        }
         if rows.contains(where: { $0.simTpotMs != nil }) {
             let errs = rows.compactMap { r in r.simTpotMs.map { abs($0 / r.medianTpotMs - 1) } }
             print("simulator vs engine: median |error| \(fmt(100 * median(errs), 1))%, largest \(fmt(100 * (errs.max() ?? 0), 1))%, "
@@ -373,8 +411,10 @@ struct MoEBench: ParsableCommand {
             }
         }
         if let json {
-            struct Out: Encodable { var model: String; var expertBytes: Int; var theta: Double; var maxTokens: Int; var tiers: [TierOut]; var rows: [Row] }
-            do { try writeJSON(Out(model: model, expertBytes: S, theta: theta, maxTokens: maxTokens, tiers: tierOut, rows: rows), to: json) } catch {
+            struct Out: Encodable { var model: String; var expertBytes: Int; var theta: Double; var maxTokens: Int; var temperature: Float
+                var predictionAccuracyPerLayer: [Double]; var tiers: [TierOut]; var rows: [Row] }
+            do { try writeJSON(Out(model: model, expertBytes: S, theta: theta, maxTokens: maxTokens, temperature: temperature,
+                                   predictionAccuracyPerLayer: accuracy, tiers: tierOut, rows: rows), to: json) } catch {
                 print("cannot write \(json): \(error)")
             }
         }

@@ -169,6 +169,7 @@ struct MoESimulateCommand: ParsableCommand {
     var planStudy = false
     @Flag(help: "Use the simulator's own replay policies instead of the engine's policy objects.")
     var native = false
+    @OptionGroup var design: MoETuningOptions
     @Option(help: "Write the results as JSON.")
     var json: String?
 
@@ -193,7 +194,8 @@ struct MoESimulateCommand: ParsableCommand {
         // Scored tokens: the rest, preceded by the fit tokens as untimed warmup (caches carry over).
         let scoreWarm = frac > 0 ? sc.warmup + nFit : sc.warmup
         let curves = sc.curves(tokens: fitTokens, warmup: sc.warmup)
-        let pl = sc.planner(curves: curves)
+        var pl = sc.planner(curves: curves)
+        pl.prefetchIntoCache = try design.tuning().prefetchIntoCache
         guard total >= pl.minimumBudget else {
             throw CLIError("budget \(mib(total)) MiB is smaller than one layer's working set (\(mib(pl.minimumBudget)) MiB)")
         }
@@ -211,10 +213,11 @@ struct MoESimulateCommand: ParsableCommand {
               + "scored tokens \(sc.timedMask.map { m in m.filter { $0 }.count } ?? sc.tokens.count - scoreWarm)"
               + (frac > 0 ? " (plan fitted on \(nFit))" : ""))
         var results: [SimResult] = []
+        let tune = try design.tuning()
         func makePolicy(_ k: NativeSimPolicy.Kind, _ bp: BudgetPlan) throws -> SimPolicy {
             if native { return sc.policy(k, totalBudget: total, plan: bp, staging: bp.totalBudget - bp.cacheBytes) }
             do {
-                return try sc.enginePolicy(PolicyKind(rawValue: k.rawValue)!, totalBudget: total, plan: bp)
+                return try sc.enginePolicy(PolicyKind(rawValue: k.rawValue)!, totalBudget: total, plan: bp, tuning: tune)
             } catch { throw CLIError("policy \(k.rawValue): \(error)") }
         }
         for k in kinds {

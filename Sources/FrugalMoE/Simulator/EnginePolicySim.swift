@@ -98,13 +98,17 @@ extension BudgetPlan {
     public func enginePlan(shape: MoEShape, elementBytes: Int, budget: Int, tuning: PolicyTuning = PolicyTuning()) -> CachePlan {
         var e = enginePlan
         let lay = SegmentLayout(shape: shape, elementBytes: elementBytes, theta: e.theta)
-        let st = PolicyFactory.stagingBytes(layout: lay, plan: e, caches: true, admitAlways: !tuning.admitByScore, prefetches: true,
-                                            prefetchIntoCache: tuning.prefetchIntoCache,
-                                            prefetchExperts: shape.topK + max(0, tuning.extraPrefetch))
-        var excess = e.totalCacheBytes + st - budget
-        while excess > 0, let i = e.layerBudget.indices.max(by: { e.layerBudget[$0] < e.layerBudget[$1] }), e.layerBudget[i] > 0 {
-            let cut = min(excess, e.layerBudget[i], max(1, excess / e.layerBudget.count + 1))
-            e.layerBudget[i] -= cut; excess -= cut
+        // Staging depends on the budgets (a layer holding fewer than k tops stages whole experts): cut and recheck.
+        for _ in 0..<8 {
+            let st = PolicyFactory.stagingBytes(layout: lay, plan: e, caches: true, admitAlways: !tuning.admitByScore, prefetches: true,
+                                                prefetchIntoCache: tuning.prefetchIntoCache,
+                                                prefetchExperts: shape.topK + max(0, tuning.extraPrefetch))
+            var excess = e.totalCacheBytes + st - budget
+            if excess <= 0 { break }
+            while excess > 0, let i = e.layerBudget.indices.max(by: { e.layerBudget[$0] < e.layerBudget[$1] }), e.layerBudget[i] > 0 {
+                let cut = min(excess, e.layerBudget[i], max(1, excess / e.layerBudget.count + 1))
+                e.layerBudget[i] -= cut; excess -= cut
+            }
         }
         return e
     }
