@@ -92,9 +92,9 @@ public struct CachePlanner: Sendable {
     /// Prefetches move in chunks of this many bytes: a layer's demand loads first wait for the chunk in progress
     /// (on average half a chunk, when the link is busy). 0: no wait.
     public var chunkBytes: Double = 1_048_576
-    /// Prefetched tops go into the layer caches (the engine's default, `PolicyTuning.prefetchIntoCache`), so staging
-    /// holds prefetched bottoms only.
-    public var prefetchIntoCache = true
+    /// Prefetched tops go into the layer caches, so staging holds prefetched bottoms only (false: prefetched tops go
+    /// into staging, MoEpic's default, `PolicyTuning.moepicIntoCache`).
+    public var prefetchIntoCache = false
     /// The planner may turn prefetching off in a layer where its model says wrong predictions cost the link more
     /// than right ones hide (false: every layer prefetches, the paper's design).
     public var allowNoPrefetch = true
@@ -114,7 +114,7 @@ public struct CachePlanner: Sendable {
     /// k demand-loaded bottoms plus one layer's k prefetched bottoms (whole experts in a layer whose budget holds
     /// fewer than k tops, which then cannot all be admitted; prefetched whole experts, too, when prefetched tops go
     /// into staging instead of the caches). `budgets` nil: every layer holds k tops.
-    public func staging(thetas: [Double], budgets: [Double]? = nil) -> Double {
+    public func staging(thetas: [Double], budgets: [Double]? = nil, prefetch: [Bool]? = nil) -> Double {
         if let s = stagingOverride { return s }
         let k = Double(topK)
         var bottoms = 0.0, pre = 0.0
@@ -122,7 +122,9 @@ public struct CachePlanner: Sendable {
             let th = l < thetas.count ? thetas[l] : 0
             let holds = th > 0 && (budgets.map { l < $0.count && $0[l] >= k * th * t.expertBytes } ?? true)
             bottoms = max(bottoms, k * (holds ? 1 - th : 1) * t.expertBytes)
-            pre = max(pre, k * (holds && prefetchIntoCache ? 1 - th : 1) * t.expertBytes)
+            if prefetch.map({ l < $0.count && $0[l] }) ?? true {
+                pre = max(pre, k * (holds && prefetchIntoCache ? 1 - th : 1) * t.expertBytes)
+            }
         }
         return pre + bottoms
     }
@@ -252,17 +254,40 @@ public struct CachePlanner: Sendable {
             throw MoETraceError("planner: budget \(Int(totalBudget)) B is smaller than one layer's working set "
                                 + "(\(Int(minimumBudget)) B: top-\(topK) experts in flight)")
         }
-        var reserve = staging(thetas: [Double](repeating: 1, count: layerCount))
-        for _ in 0..<4 {
-            let p = try plan(totalBudget: totalBudget, staging: reserve)
-            let need = staging(thetas: p.thetas, budgets: p.budgets)
-            if need <= reserve + 1e-9 { return p }
-            reserve = need
+        // The staging reserve depends on the plan (θ_l, whether layers hold k tops, which layers prefetch): plan with
+        // a reserve, take the plan's own need as the next reserve, and keep the fastest plan whose need fits its reserve.
+        // Two starts: the reserve of whole-expert layers that all prefetch, and none (every layer holds k whole experts
+        // and nothing is prefetched into staging).
+        var best: BudgetPlan? = nil
+        var tried: [Double] = []
+        let ones = [Double](repeating: 1, count: layerCount)
+        for start in [staging(thetas: ones), staging(thetas: ones, prefetch: [Bool](repeating: false, count: layerCount))] {
+            var reserve = start
+            for _ in 0..<6 {
+                if reserve > totalBudget || tried.contains(where: { abs($0 - reserve) <= 1e-6 * max(1, reserve) }) { break }
+                tried.append(reserve)
+                let p = try plan(totalBudget: totalBudget, staging: reserve)
+                let need = staging(thetas: p.thetas, budgets: p.budgets, prefetch: p.layers.map(\.prefetch))
+                if need <= reserve + 1e-9, p.timePerToken < best?.timePerToken ?? .infinity { best = p }
+                reserve = need
+            }
         }
-        return try plan(totalBudget: totalBudget, staging: max(reserve, stagingBytes))
+        if var best {
+            // Staging the plan does not need (e.g. no layer prefetches) goes back to the layers: plan again with the
+            // smaller reserve and the same layers prefetching.
+            let flags = best.layers.map(\.prefetch)
+            let need = staging(thetas: best.thetas, budgets: best.budgets, prefetch: flags)
+            if totalBudget - best.cacheBytes - need > 1e-6 * totalBudget {
+                let again = try plan(totalBudget: totalBudget, staging: need, prefetch: flags)
+                let need2 = staging(thetas: again.thetas, budgets: again.budgets, prefetch: flags)
+                if need2 <= need + 1e-9, again.timePerToken < best.timePerToken { best = again }
+            }
+            return best
+        }
+        return try plan(totalBudget: totalBudget, staging: min(totalBudget, max(tried.max() ?? 0, stagingBytes)))
     }
 
-    func plan(totalBudget: Double, staging reserve: Double) throws -> BudgetPlan {
+    func plan(totalBudget: Double, staging reserve: Double, prefetch forced: [Bool]? = nil) throws -> BudgetPlan {
         let L = layerCount
         guard totalBudget >= reserve else {
             throw MoETraceError("planner: budget \(Int(totalBudget)) B is smaller than one layer's working set "
@@ -277,7 +302,9 @@ public struct CachePlanner: Sendable {
         leaf.withUnsafeMutableBufferPointer { rows in
             let box = RowsBox(base: rows.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: L) { l in
-                box.base[l] = (0...G).map { solveLayer(l, budget: Double($0) * unit) }
+                box.base[l] = (0...G).map { g in
+                    forced.map { solveLayer(l, budget: Double(g) * unit, prefetch: $0[l]) } ?? solveLayer(l, budget: Double(g) * unit)
+                }
             }
         }
 

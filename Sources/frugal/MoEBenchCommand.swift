@@ -323,7 +323,8 @@ struct MoEBench: ParsableCommand {
         for l in 0..<sc.timings.count { sc.timings[l].predictorAccuracy = accuracy[l] }
         let total = try parseMemoryBudget(budget, totalExpertBytes: sc.totalExpertBytes)
         var pl = sc.planner(curves: sc.curves())
-        pl.prefetchIntoCache = tuning.prefetchIntoCache
+        pl.prefetchIntoCache = tuning.moepicIntoCache
+        pl.allowNoPrefetch = tuning.plannerMayStopPrefetch
         let plan = try wrap { try pl.plan(totalBudget: total) }
         return plan.enginePlan(shape: shape, elementBytes: dtype.size, budget: Int(total), tuning: tuning)
     }

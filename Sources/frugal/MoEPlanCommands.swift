@@ -195,7 +195,8 @@ struct MoESimulateCommand: ParsableCommand {
         let scoreWarm = frac > 0 ? sc.warmup + nFit : sc.warmup
         let curves = sc.curves(tokens: fitTokens, warmup: sc.warmup)
         var pl = sc.planner(curves: curves)
-        pl.prefetchIntoCache = try design.tuning().prefetchIntoCache
+        pl.prefetchIntoCache = try design.tuning().moepicIntoCache
+        pl.allowNoPrefetch = try design.tuning().plannerMayStopPrefetch
         guard total >= pl.minimumBudget else {
             throw CLIError("budget \(mib(total)) MiB is smaller than one layer's working set (\(mib(pl.minimumBudget)) MiB)")
         }

@@ -97,7 +97,11 @@ extension MoEPolicyOptions {
         } catch { throw CLIError("--plan auto: \(error)") }
         let total = try parseMemoryBudget(budget, totalExpertBytes: scenario.totalExpertBytes)
         let plan: BudgetPlan
-        do { plan = try scenario.planner(curves: scenario.curves()).plan(totalBudget: total) } catch { throw CLIError("--plan auto: \(error)") }
+        var planner = scenario.planner(curves: scenario.curves())
+        let tune = try tuning()
+        planner.prefetchIntoCache = tune.moepicIntoCache
+        planner.allowNoPrefetch = tune.plannerMayStopPrefetch
+        do { plan = try planner.plan(totalBudget: total) } catch { throw CLIError("--plan auto: \(error)") }
         print("plan (trace \(path), link \(fmt(hw.loadBandwidth / 1e9, 3)) GB/s, expert compute \(fmt(scenario.timings[0].expertCompute * 1e6, 0)) us): θ_l "
               + plan.thetas.map { fmt($0, 2) }.joined(separator: " ") + ", prefetch in \(plan.layers.filter(\.prefetch).count) of \(s.layers) layers"
               + "; predicted \(fmt(plan.timePerToken * 1e3, 2)) ms a token")

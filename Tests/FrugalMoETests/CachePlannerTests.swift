@@ -129,13 +129,13 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         let plan = try pl.plan(totalBudget: total)
         #expect(plan.layers.count == 4)
         #expect(plan.budgets.reduce(0, +) <= total - pl.staging(thetas: plan.thetas) + 1)
-        // The engine's staging rule (prefetched tops go into the caches): k prefetched bottoms + k demand-loaded
-        // bottoms of the smallest θ; with prefetches staged instead, k whole experts + k bottoms.
+        // The engine's staging rule for MoEpic (prefetches staged): k whole experts + k demand-loaded bottoms of the
+        // smallest θ; with prefetched tops into the caches, k prefetched bottoms + k demand-loaded bottoms.
         let S = sc.expertBytes[0], minTheta = plan.thetas.min()!
-        #expect(abs(pl.staging(thetas: plan.thetas) - 12 * (1 - minTheta) * S) < 1)
-        var staged = pl
-        staged.prefetchIntoCache = false
-        #expect(abs(staged.staging(thetas: plan.thetas) - (6 * S + 6 * (1 - minTheta) * S)) < 1)
+        #expect(abs(pl.staging(thetas: plan.thetas) - (6 * S + 6 * (1 - minTheta) * S)) < 1)
+        var into = pl
+        into.prefetchIntoCache = true
+        #expect(abs(into.staging(thetas: plan.thetas) - 12 * (1 - minTheta) * S) < 1)
         #expect(plan.timePerToken <= pl.bestUniform(totalBudget: total).timePerToken + 1e-15)
     }
 }

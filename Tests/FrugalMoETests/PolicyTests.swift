@@ -185,10 +185,14 @@ extension PolicyTests {
                                              tuning: PolicyTuning(prefetchIntoCache: false))
         // A reserve of two experts leaves 1.75 experts a layer: fewer than top-k, so demand loads need staging too.
         #expect(reserve.stagingBytes == 4 * S && reserve.plan.layerBudget.allSatisfy { $0 == 12 * S / 8 })
-        // MoEpic at θ = 0.5: staging = demand bottoms + prefetched bottoms = 2·S/2 + 2·S/2.
+        // MoEpic at θ = 0.5 stages prefetches by default: demand bottoms 2·S/2 + two prefetched experts 2·S.
         let mo = try PolicyFactory.make(.moepic, shape: shape, elementBytes: 4, budget: budget, theta: 0.5, raiseTheta: false)
-        #expect(mo.stagingBytes == 2 * S && mo.layout.splitRow.allSatisfy { $0 == 4 })
+        #expect(!mo.prefetchIntoCache && mo.stagingBytes == 3 * S && mo.layout.splitRow.allSatisfy { $0 == 4 })
         #expect(mo.plan.totalCacheBytes + mo.stagingBytes <= budget)
+        // Prefetched tops into the cache instead: demand bottoms + prefetched bottoms = 2·S/2 + 2·S/2.
+        let moInto = try PolicyFactory.make(.moepic, shape: shape, elementBytes: 4, budget: budget, theta: 0.5,
+                                            tuning: PolicyTuning(prefetchIntoCache: true), raiseTheta: false)
+        #expect(moInto.prefetchIntoCache && moInto.stagingBytes == 2 * S)
         // θ = 0 (no cache): demand and prefetched experts are whole.
         let zero = try PolicyFactory.make(.moepic, shape: shape, elementBytes: 4, budget: budget, theta: 0, raiseTheta: false)
         #expect(zero.stagingBytes == 4 * S && zero.layout.splitRow.allSatisfy { $0 == 0 })

@@ -36,9 +36,16 @@ extension SegmentCachePolicy {
 /// defaults are the design measured in docs/BENCHMARKS.md.
 public struct PolicyTuning: Sendable, Equatable, Codable {
     /// Prefetched tops (whole experts at θ = 1) go into their layer's cache, evicting its
-    /// lowest-ranked tops, so no staging is reserved for them; false: a staging reserve of topK
-    /// experts holds prefetches until they are used.
-    public var prefetchIntoCache = true
+    /// lowest-ranked tops, so no staging is reserved for them (true); or a staging reserve holds
+    /// prefetches until they are used, so a wrong prediction evicts nothing (false). nil: each
+    /// policy's own choice: `prefetch` into the cache (ProMoE's design, and faster for it),
+    /// `moepic` into staging (faster for it: its tops are small, and mispredictions pollute a
+    /// cache of few tops).
+    public var prefetchIntoCache: Bool? = nil
+    /// Where the `prefetch` baseline puts prefetched experts.
+    public var baselineIntoCache: Bool { prefetchIntoCache ?? true }
+    /// Where MoEpic puts prefetched tops.
+    public var moepicIntoCache: Bool { prefetchIntoCache ?? false }
     /// Experts prefetched per layer beyond topK: the next most likely by the router's logits.
     public var extraPrefetch = 0
     /// MoEpic's priority P = μ·ρ^(ν/ω): decay per window and window (tokens).
@@ -47,10 +54,13 @@ public struct PolicyTuning: Sendable, Equatable, Codable {
     public var admitByScore = false
     /// MoEpic computes a segment still loading chunk by chunk as its chunks land (`streamsChunks`).
     public var streamChunks = true
-    public init(prefetchIntoCache: Bool = true, extraPrefetch: Int = 0, rho: Double = 0.25, omega: Double = 128,
-                admitByScore: Bool = false, streamChunks: Bool = true) {
+    /// The planner may turn prefetching off in layers where it does not pay (`CachePlanner.allowNoPrefetch`).
+    public var plannerMayStopPrefetch = true
+    public init(prefetchIntoCache: Bool? = nil, extraPrefetch: Int = 0, rho: Double = 0.25, omega: Double = 128,
+                admitByScore: Bool = false, streamChunks: Bool = true, plannerMayStopPrefetch: Bool = true) {
         self.prefetchIntoCache = prefetchIntoCache; self.extraPrefetch = extraPrefetch
         self.rho = rho; self.omega = omega; self.admitByScore = admitByScore; self.streamChunks = streamChunks
+        self.plannerMayStopPrefetch = plannerMayStopPrefetch
     }
 }
 
@@ -59,7 +69,7 @@ public enum PolicyFactory {
     /// Staging bytes a policy needs at most: the current layer's transient segments (demand-loaded
     /// bottoms, and whole experts in a layer whose cache cannot admit topK tops) plus one layer's
     /// prefetched segments (bottoms only when prefetched tops go into the caches, else whole
-    /// experts), `prefetchExperts` of them.
+    /// experts), `prefetchExperts` of them, over the layers the plan prefetches.
     public static func stagingBytes(layout: SegmentLayout, plan: CachePlan, caches: Bool, admitAlways: Bool,
                                      prefetches: Bool, prefetchIntoCache: Bool = false, prefetchExperts: Int? = nil) -> Int {
         let k = layout.shape.topK, S = layout.expertBytes
@@ -69,7 +79,7 @@ public enum PolicyFactory {
             let top = layout.topBytes(layer: l), bottom = S - top
             let holdsK = caches && top > 0 && plan.layerBudget[l] >= k * top
             demand = max(demand, k * (holdsK && admitAlways ? bottom : S))
-            pre = max(pre, kp * (holdsK && prefetchIntoCache ? bottom : S))
+            if plan.prefetch?[l] ?? true { pre = max(pre, kp * (holdsK && prefetchIntoCache ? bottom : S)) }
         }
         return demand + (prefetches ? pre : 0)
     }
@@ -89,7 +99,7 @@ public enum PolicyFactory {
         let L = shape.layers
         let whole = SegmentLayout(shape: shape, elementBytes: elementBytes, theta: Array(repeating: 1, count: L))
         let S = whole.expertBytes, working = shape.topK * S
-        let into = tuning.prefetchIntoCache, kp = shape.topK + max(0, tuning.extraPrefetch)
+        let kp = shape.topK + max(0, tuning.extraPrefetch)
         func mib(_ b: Int) -> String { String(format: "%.2f MiB", Double(b) / 1048576) }
         if kind == .full {
             guard budget >= whole.totalExpertBytes else {
@@ -101,7 +111,7 @@ public enum PolicyFactory {
             throw OffloadError.budget("\(budget) B (\(mib(budget))) is smaller than one layer's working set: top-\(shape.topK) experts x \(S) B = \(working) B (\(mib(working)))")
         }
         // Split the budget: staging first (as small as the policy allows), the rest equally over layers.
-        func layered(theta: [Double], prefetches: Bool, admitAlways: Bool) throws -> (SegmentLayout, CachePlan, Int) {
+        func layered(theta: [Double], prefetches: Bool, admitAlways: Bool, into: Bool = false) throws -> (SegmentLayout, CachePlan, Int) {
             let lay = SegmentLayout(shape: shape, elementBytes: elementBytes, theta: theta)
             func staging(_ p: CachePlan) -> Int {
                 stagingBytes(layout: lay, plan: p, caches: true, admitAlways: admitAlways, prefetches: prefetches,
@@ -136,32 +146,32 @@ public enum PolicyFactory {
             let (lay, p, st) = try layered(theta: ones, prefetches: false, admitAlways: true)
             return .lfu(layout: lay, layerBudget: p.layerBudget, stagingBytes: st)
         case .prefetch:
-            let (lay, p, st) = try layered(theta: ones, prefetches: true, admitAlways: true)
-            let pol = SegmentCachePolicy.prefetch(layout: lay, layerBudget: p.layerBudget, stagingBytes: st, intoCache: into)
+            let (lay, p, st) = try layered(theta: ones, prefetches: true, admitAlways: true, into: tuning.baselineIntoCache)
+            let pol = SegmentCachePolicy.prefetch(layout: lay, layerBudget: p.layerBudget, stagingBytes: st, intoCache: tuning.baselineIntoCache)
             pol.prefetchLimit = kp
             return pol
         case .moepic:
             let ranking = MoEpicRanking(rho: tuning.rho, omega: tuning.omega)
             func build(_ r: (SegmentLayout, CachePlan, Int)) -> SegmentCachePolicy {
                 let pol = SegmentCachePolicy.moepic(layout: r.0, plan: r.1, stagingBytes: r.2, ranking: ranking,
-                                                    admitByScore: tuning.admitByScore, prefetchIntoCache: into)
+                                                    admitByScore: tuning.admitByScore, prefetchIntoCache: tuning.moepicIntoCache)
                 pol.prefetchLimit = kp
                 pol.streamsChunks = tuning.streamChunks
                 return pol
             }
             if let plan {
-                return build(try layered(theta: plan.theta, prefetches: true, admitAlways: !tuning.admitByScore))
+                return build(try layered(theta: plan.theta, prefetches: true, admitAlways: !tuning.admitByScore, into: tuning.moepicIntoCache))
             }
             // Uniform θ, raised where a layer's budget holds the tops of all E experts with room
             // to spare (n_l = ⌊B_l/(θS)⌋ ≥ E): θ_l = min(1, B_l/(E·S)), so no budget stays unused.
             // Two rounds, since the staging (and so B_l) shrinks as θ grows.
             var th = Array(repeating: theta, count: L)
-            var r = try layered(theta: th, prefetches: true, admitAlways: !tuning.admitByScore)
+            var r = try layered(theta: th, prefetches: true, admitAlways: !tuning.admitByScore, into: tuning.moepicIntoCache)
             for _ in 0..<(raiseTheta ? 2 : 0) {
                 let grown = zip(th, r.1.layerBudget).map { t, b in max(t, min(1, Double(b) / Double(shape.experts * S))) }
                 if grown == th { break }
                 let next = try layered(theta: grown.map { g in (g * Double(shape.intermediate)).rounded(.down) / Double(shape.intermediate) },
-                                       prefetches: true, admitAlways: !tuning.admitByScore)
+                                       prefetches: true, admitAlways: !tuning.admitByScore, into: tuning.moepicIntoCache)
                 th = grown; r = next
             }
             return build(r)

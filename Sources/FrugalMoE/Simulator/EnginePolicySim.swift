@@ -101,7 +101,7 @@ extension BudgetPlan {
         // Staging depends on the budgets (a layer holding fewer than k tops stages whole experts): cut and recheck.
         for _ in 0..<8 {
             let st = PolicyFactory.stagingBytes(layout: lay, plan: e, caches: true, admitAlways: !tuning.admitByScore, prefetches: true,
-                                                prefetchIntoCache: tuning.prefetchIntoCache,
+                                                prefetchIntoCache: tuning.moepicIntoCache,
                                                 prefetchExperts: shape.topK + max(0, tuning.extraPrefetch))
             var excess = e.totalCacheBytes + st - budget
             if excess <= 0 { break }
