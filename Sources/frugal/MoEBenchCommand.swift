@@ -11,22 +11,24 @@ import FrugalNN
 // `frugal moe calibrate` (this machine's timings for the simulator and the planner).
 
 /// A policy of the comparison: `lru`, `moepic` (θ from --theta, raised where a layer holds every top),
-/// `moepic@0.25` (exactly that uniform θ), `moepic@plan` (the planner's B_l and θ_l, fitted on --plan-trace).
+/// `moepic@0.25` (exactly that uniform θ), `moepic@plan` (the planner's B_l and θ_l, fitted on --plan-trace and
+/// refined by simulating that routing), `moepic@analytic` (the planner's plan without the refinement).
 struct MoEPolicySpec: Hashable {
     var kind: PolicyKind
     var theta: Double?
     var planned = false
+    var refined = true
     var label: String
 
     static func parse(_ s: String) throws -> MoEPolicySpec {
         let parts = s.split(separator: "@", maxSplits: 1).map(String.init)
         guard let k = PolicyKind(rawValue: parts[0]) else {
-            throw CLIError("--policies: unknown policy '\(parts[0])' (full, on-demand, lru, lfu, prefetch, moepic, moepic@THETA, moepic@plan)")
+            throw CLIError("--policies: unknown policy '\(parts[0])' (full, on-demand, lru, lfu, prefetch, moepic, moepic@THETA, moepic@plan, moepic@analytic)")
         }
         var spec = MoEPolicySpec(kind: k, label: s)
         if parts.count == 2 {
-            guard k == .moepic else { throw CLIError("--policies: '\(s)': only moepic takes @THETA or @plan") }
-            if parts[1] == "plan" { spec.planned = true } else {
+            guard k == .moepic else { throw CLIError("--policies: '\(s)': only moepic takes @THETA, @plan or @analytic") }
+            if parts[1] == "plan" { spec.planned = true } else if parts[1] == "analytic" { spec.planned = true; spec.refined = false } else {
                 guard let t = Double(parts[1]), t >= 0, t <= 1 else { throw CLIError("--policies: '\(s)': θ must be in [0, 1]") }
                 spec.theta = t
             }
@@ -231,7 +233,7 @@ struct MoEBench: ParsableCommand {
                     var plan: CachePlan? = nil
                     if spec.planned, let tr = planTraceData {
                         plan = try planFor(trace: tr, profile: profile, calib: calib, budget: budget, shape: shape, dtype: dtype, tuning: tune,
-                                           accuracy: planAcc)
+                                           accuracy: planAcc, refine: spec.refined)
                     }
                     let exec = try wrap {
                         let lay = SegmentLayout(shape: shape, elementBytes: dtype.size, theta: Array(repeating: 1, count: shape.layers))
@@ -315,7 +317,7 @@ struct MoEBench: ParsableCommand {
 
     /// The planner's plan for a budget: hit-rate curves from `trace`, timings from the calibration.
     func planFor(trace: RoutingTrace, profile: ModelProfile, calib: EngineCalibration, budget: String, shape: MoEShape,
-                 dtype: DType, tuning: PolicyTuning, accuracy: [Double]) throws -> CachePlan {
+                 dtype: DType, tuning: PolicyTuning, accuracy: [Double], refine: Bool) throws -> CachePlan {
         guard trace.layers == shape.layers, trace.experts == shape.experts else {
             throw CLIError("--plan-trace: \(trace.layers) layers x \(trace.experts) experts, the model has \(shape.layers) x \(shape.experts)")
         }
@@ -326,7 +328,13 @@ struct MoEBench: ParsableCommand {
         pl.prefetchIntoCache = tuning.moepicIntoCache
         pl.allowNoPrefetch = tuning.plannerMayStopPrefetch
         let plan = try wrap { try pl.plan(totalBudget: total) }
-        return plan.enginePlan(shape: shape, elementBytes: dtype.size, budget: Int(total), tuning: tuning)
+        guard refine else { return plan.enginePlan(shape: shape, elementBytes: dtype.size, budget: Int(total), tuning: tuning) }
+        let r = try wrap { try sc.refine(plan, planner: pl, totalBudget: total, tuning: tuning) }
+        print("  plan for \(budget) (\(calib.tier)): fit routing simulated: analytic \(fmt(r.analyticTime * 1e3, 2)) ms, best uniform θ "
+              + "\(fmt(r.uniformTheta, 3)) \(fmt(r.uniformTime * 1e3, 2)) ms, refined \(fmt(r.refinedTime * 1e3, 2)) ms "
+              + "(\(r.evaluations) simulations, \(r.moves) moves); θ_l " + r.plan.theta.map { fmt($0, 2) }.joined(separator: " ")
+              + (r.plan.prefetch.map { f in "; prefetch " + f.map { $0 ? "1" : "0" }.joined() } ?? ""))
+        return r.plan
     }
 
     func report(rows: [Row], tiers: [String], budgetList: [String], S: Int, tierOut: [TierOut], accuracy: [Double]) {

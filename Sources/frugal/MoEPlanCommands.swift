@@ -245,22 +245,34 @@ struct MoESimulateCommand: ParsableCommand {
                 if r.tpot < bestFit { bestFit = r.tpot; bestTheta = th }
             }
             let fitted = try pl.plan(totalBudget: total)
+            let t1 = now()
+            let refined = try sc.refine(fitted, planner: pl, totalBudget: total, tokens: fitTokens, warmup: sc.warmup, tuning: tune,
+                                        seed: scenario.seed &+ 7)
+            print("refinement: \(refined.evaluations) simulations, \(refined.moves) moves kept, \(fmt(now() - t1, 1)) s; fit tokens: analytic "
+                  + "\(ms(refined.analyticTime)) ms, best uniform θ \(fmt(refined.uniformTheta, 3)) \(ms(refined.uniformTime)) ms, refined \(ms(refined.refinedTime)) ms")
             let cands: [(String, BudgetPlan)] = [
                 ("planner (fitted)", fitted),
                 ("uniform, best theta \(fmt(bestTheta, 2))", pl.uniform(totalBudget: total, theta: bestTheta)),
                 ("uniform, theta 0", pl.uniform(totalBudget: total, theta: 0)),
                 ("uniform, theta 1", pl.uniform(totalBudget: total, theta: 1)),
             ]
+            var rows: [(String, SimResult, Double)] = []
             for (name, bp) in cands {
-                let r = sc.simulate(try makePolicy(.moepic, bp), warmup: scoreWarm, seed: scenario.seed &+ 7)
+                rows.append((name, sc.simulate(try makePolicy(.moepic, bp), warmup: scoreWarm, seed: scenario.seed &+ 7), bp.timePerToken))
+            }
+            let refPol = try sc.enginePolicy(.moepic, totalBudget: total, cachePlan: refined.plan, tuning: tune)
+            rows.insert(("planner, refined by simulation", sc.simulate(refPol, warmup: scoreWarm, seed: scenario.seed &+ 7), .nan), at: 1)
+            for (name, r, predicted) in rows {
                 study.append(StudyRow(plan: name, tpot: r.tpot, hitRate: r.hitRate, cacheHitRate: r.cacheHitRate,
-                                      stallPerToken: r.stallPerToken, predicted: bp.timePerToken))
+                                      stallPerToken: r.stallPerToken, predicted: predicted.isNaN ? nil : predicted))
             }
             print("\nplan study (MoEpic policy, scored on held-out tokens):")
             let base = study[0].tpot
-            printTable(["plan", "TPOT ms", "model ms", "hit", "cache hit", "stall ms", "planner vs"], study.map {
-                [$0.plan, ms($0.tpot), ms($0.predicted), fmt($0.hitRate, 3), fmt($0.cacheHitRate, 3), ms($0.stallPerToken),
-                 $0.plan.hasPrefix("planner") ? "" : fmt(100 * (1 - base / $0.tpot)) + "%"]
+            let refinedT = study[1].tpot
+            printTable(["plan", "TPOT ms", "model ms", "hit", "cache hit", "stall ms", "planner vs", "refined vs"], study.map {
+                [$0.plan, ms($0.tpot), $0.predicted.map(ms) ?? "-", fmt($0.hitRate, 3), fmt($0.cacheHitRate, 3), ms($0.stallPerToken),
+                 $0.plan.hasPrefix("planner") ? "" : fmt(100 * (1 - base / $0.tpot)) + "%",
+                 $0.plan.hasPrefix("planner") ? "" : fmt(100 * (1 - refinedT / $0.tpot)) + "%"]
             })
         }
         if let json {
@@ -275,5 +287,5 @@ struct MoESimulateCommand: ParsableCommand {
     }
 
     struct StudyRow: Encodable { let plan: String; let tpot: Double; let hitRate: Double; let cacheHitRate: Double
-        let stallPerToken: Double; let predicted: Double }
+        let stallPerToken: Double; let predicted: Double? }
 }

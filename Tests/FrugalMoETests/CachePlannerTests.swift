@@ -427,3 +427,21 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         }
     }
 }
+
+@Suite struct PlanRefinementTests {
+    @Test func refinedPlanIsNoSlowerThanItsStartsAndFitsTheBudget() throws {
+        let t = try RoutingTrace.read(path: try fixturePath("qwen3-sample.route.csv"))
+        let hw = HardwareProfile.cpu(linkBandwidth: 2e9, memoryBandwidth: 20e9)
+        let sc = try SimScenario.make(trace: t, profile: .qwen3MoE, hardware: hw, predictorAccuracy: 0.8)
+        let pl = sc.planner(curves: sc.curves(), thetaSteps: 16, budgetUnits: 32)
+        let total = sc.totalExpertBytes / 4
+        let analytic = try pl.plan(totalBudget: total)
+        let r = try sc.refine(analytic, planner: pl, totalBudget: total, thetaSteps: 4, sweeps: 1)
+        #expect(r.refinedTime <= r.analyticTime && r.refinedTime <= r.uniformTime)
+        #expect(r.evaluations >= 6)
+        // The refined plan runs in the budget, and simulating it again gives the time reported.
+        let pol = try sc.enginePolicy(.moepic, totalBudget: total, cachePlan: r.plan)
+        #expect(pol.policy.plan.totalCacheBytes + pol.policy.stagingBytes <= Int(total))
+        #expect(abs(sc.simulate(pol, seed: 7).tpot - r.refinedTime) < 1e-12)
+    }
+}
