@@ -9,7 +9,8 @@
 #    (bench/moe_prompts_score.txt), alternating policies prompt by prompt; MoEpic with the planner's per-layer
 #    plan fitted on the fit prompts' routing (moepic@plan) and with θ = 0.4 (moepic); the simulator calibrated
 #    in the same run replays the recorded routing for every row (sim ms). Table, JSON and two SVG plots.
-# 3. Item 4: the plan (fitted on the fit prompts) against uniform budgets with θ = 0, 0.25, 0.5, 0.75 and 1
+# 3. Item 4: the plan (fitted on the fit prompts; moepic@plan refined by simulating the fit routing, moepic@analytic
+#    without) against uniform budgets with θ = 0, 0.25, 0.5, 0.75 and 1
 #    on the score prompts, on the disk tier and at compute/load 25% and 100%. The planner's prediction accuracy
 #    per layer is the one measured on the fit prompts.
 # Generation samples at temperature 0.7 with seed = prompt index (greedy decoding of a small model repeats itself),
@@ -36,6 +37,6 @@ ACC=$(python3 -c "import json,sys; print(','.join('%.3f' % a for a in json.load(
   --simulate --record-trace "$OUT/score.route.csv" --json "$OUT/study.json" --svg "$OUT/study" | sed -n '/^ *tier  *c\/l/,$p'
 echo "load average after item 3: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$F" moe bench --model "$MODEL" --prompts bench/moe_prompts_score.txt --max-tokens "$TOKENS" --budgets 25%,50% \
-  --ratios 0.25,1 --policies moepic@plan,moepic@0,moepic@0.25,moepic@0.5,moepic@0.75,moepic@1 \
+  --ratios 0.25,1 --policies moepic@plan,moepic@analytic,moepic@0,moepic@0.25,moepic@0.5,moepic@0.75,moepic@1 \
   --plan-trace "$OUT/fit.route.csv" --predictor-accuracy "$ACC" --simulate --json "$OUT/plan.json" | sed -n '/^ *tier  *c\/l/,$p'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
