@@ -169,6 +169,8 @@ struct MoESimulateCommand: ParsableCommand {
     var planStudy = false
     @Flag(help: "Use the simulator's own replay policies instead of the engine's policy objects.")
     var native = false
+    @Flag(help: "MoEpic uses the analytic plan as it is (default: refined by simulating the fit tokens).")
+    var noRefine = false
     @OptionGroup var design: MoETuningOptions
     @Option(help: "Write the results as JSON.")
     var json: String?
@@ -204,6 +206,15 @@ struct MoESimulateCommand: ParsableCommand {
         let plan: BudgetPlan
         if let theta { plan = pl.uniform(totalBudget: total, theta: theta) } else { plan = try pl.plan(totalBudget: total) }
         let planSeconds = now() - t0
+        // MoEpic's plan refined by simulating the fit tokens (not with --theta, --native or --no-refine).
+        var refinedPlan: CachePlan? = nil
+        if theta == nil && !native && !noRefine && kinds.contains(.moepic) {
+            let r = try sc.refine(plan, planner: pl, totalBudget: total, tokens: fitTokens, warmup: sc.warmup, tuning: try design.tuning(),
+                                  seed: scenario.seed &+ 7)
+            refinedPlan = r.plan
+            print("plan refined on the fit tokens: \(r.evaluations) simulations, \(r.moves) moves kept; analytic \(ms(r.analyticTime)) ms, "
+                  + "best uniform θ \(fmt(r.uniformTheta, 3)) \(ms(r.uniformTime)) ms, refined \(ms(r.refinedTime)) ms")
+        }
         print("model \(sc.profile.name): \(sc.layers) layers x \(sc.experts) experts, top-\(sc.topK), expert "
               + "\(mib(sc.expertBytes.max() ?? 0)) MiB; hardware \(sc.hardware.name) (link \(fmt(sc.hardware.loadBandwidth / 1e9)) GB/s); "
               + "budget \(mib(total)) MiB (\(fmt(100 * total / sc.totalExpertBytes))% of experts); predictor accuracy \(scenario.predictorAccuracy)")
@@ -222,6 +233,11 @@ struct MoESimulateCommand: ParsableCommand {
             } catch { throw CLIError("policy \(k.rawValue): \(error)") }
         }
         for k in kinds {
+            if k == .moepic, let refinedPlan {
+                let p = try sc.enginePolicy(.moepic, totalBudget: total, cachePlan: refinedPlan, tuning: try design.tuning())
+                results.append(sc.simulate(p, warmup: scoreWarm, seed: scenario.seed &+ 7))
+                continue
+            }
             results.append(sc.simulate(try makePolicy(k, plan), warmup: scoreWarm, seed: scenario.seed &+ 7))
         }
         let moe = results.first { $0.policy == "moepic" }

@@ -4,7 +4,8 @@ import FrugalModels
 /// The planner's plan refined by simulation on the routing it was fitted on. The analytic planner (`CachePlanner`:
 /// divide and conquer over layers, fixed point on θ_l) works on a latency model; on a given machine that model is off
 /// by a few percent in places, enough for a uniform θ to beat the plan. Refinement starts from the better (simulated on
-/// the fit routing) of the analytic plan and the uniform plans on the planner's θ grid, then descends coordinate by
+/// the fit routing) of the analytic plan (with and without its prefetch switches) and the uniform plans on a θ grid, then
+/// descends coordinate by
 /// coordinate: each layer's θ_l one grid step up or down, its prefetch switch, and budget moved between neighbouring
 /// layers, keeping every move that lowers the simulated time per token. Only the fit routing is used.
 public struct PlanRefinement: Sendable {
@@ -44,6 +45,15 @@ extension SimScenario {
         let start = analytic.enginePlan(shape: shape, elementBytes: eb, budget: budget, tuning: tuning)
         guard let analyticTime = time(start) else { throw MoETraceError("refine: the analytic plan does not run in the budget") }
         var best = start, bestT = analyticTime
+        // The analytic plan with prefetching kept in every layer (where the model's switch misfires).
+        if planner.allowNoPrefetch, !analytic.layers.allSatisfy(\.prefetch) {
+            var on = planner
+            on.allowNoPrefetch = false
+            if let p = try? on.plan(totalBudget: totalBudget) {
+                let c = p.enginePlan(shape: shape, elementBytes: eb, budget: budget, tuning: tuning)
+                if let t = time(c), t < bestT { bestT = t; best = c }
+            }
+        }
         var uniformTime = Double.infinity, uniformTheta = 1.0
         for j in 0...thetaSteps {
             let th = Double(j) / Double(thetaSteps)
