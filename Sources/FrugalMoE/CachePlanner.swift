@@ -44,6 +44,9 @@ public struct LayerPlan: Sendable, Codable, Equatable {
     public var time: Double
     /// Fixed-point iterations the inner solver took (0 when not run).
     public var iterations: Int
+    /// Whether the layer's experts are prefetched while the previous layer computes (off where wrong predictions
+    /// cost the link more than right ones hide).
+    public var prefetch: Bool = true
 }
 
 /// The planner's output: per-layer plans and the predicted time per output token.
@@ -89,6 +92,12 @@ public struct CachePlanner: Sendable {
     /// Prefetches move in chunks of this many bytes: a layer's demand loads first wait for the chunk in progress
     /// (on average half a chunk, when the link is busy). 0: no wait.
     public var chunkBytes: Double = 1_048_576
+    /// Prefetched tops go into the layer caches, so staging holds prefetched bottoms only (false: prefetched tops go
+    /// into staging, MoEpic's default, `PolicyTuning.moepicIntoCache`).
+    public var prefetchIntoCache = false
+    /// The planner may turn prefetching off in a layer where its model says wrong predictions cost the link more
+    /// than right ones hide (false: every layer prefetches, the paper's design).
+    public var allowNoPrefetch = true
 
     public init(timings: [LayerTiming], curves: HitRateCurves, topK: Int, thetaSteps: Int = 64, budgetUnits: Int = 256,
                 otherTime: Double = 0, stagingBytes: Double? = nil) {
@@ -101,19 +110,23 @@ public struct CachePlanner: Sendable {
     /// prefetched (θ = 0).
     public var stagingBytes: Double { stagingOverride ?? 2 * Double(topK) * (timings.map(\.expertBytes).max() ?? 0) }
 
-    /// Staging the engine reserves for split ratios `thetas` (as `PolicyFactory.stagingBytes`): one layer's k
-    /// prefetched whole experts plus the largest layer's k demand-loaded bottoms (whole experts in a layer whose
-    /// budget holds fewer than k tops, which then cannot all be admitted). `budgets` nil: every layer holds k tops.
-    public func staging(thetas: [Double], budgets: [Double]? = nil) -> Double {
+    /// Staging the engine reserves for split ratios `thetas` (as `PolicyFactory.stagingBytes`): the largest layer's
+    /// k demand-loaded bottoms plus one layer's k prefetched bottoms (whole experts in a layer whose budget holds
+    /// fewer than k tops, which then cannot all be admitted; prefetched whole experts, too, when prefetched tops go
+    /// into staging instead of the caches). `budgets` nil: every layer holds k tops.
+    public func staging(thetas: [Double], budgets: [Double]? = nil, prefetch: [Bool]? = nil) -> Double {
         if let s = stagingOverride { return s }
         let k = Double(topK)
-        var bottoms = 0.0
+        var bottoms = 0.0, pre = 0.0
         for (l, t) in timings.enumerated() {
             let th = l < thetas.count ? thetas[l] : 0
-            let admitted = th > 0 && (budgets.map { l < $0.count && $0[l] >= k * th * t.expertBytes } ?? true)
-            bottoms = max(bottoms, k * (admitted ? 1 - th : 1) * t.expertBytes)
+            let holds = th > 0 && (budgets.map { l < $0.count && $0[l] >= k * th * t.expertBytes } ?? true)
+            bottoms = max(bottoms, k * (holds ? 1 - th : 1) * t.expertBytes)
+            if prefetch.map({ l < $0.count && $0[l] }) ?? true {
+                pre = max(pre, k * (holds && prefetchIntoCache ? 1 - th : 1) * t.expertBytes)
+            }
         }
-        return k * (timings.map(\.expertBytes).max() ?? 0) + bottoms
+        return pre + bottoms
     }
 
     /// The smallest budget any policy runs in: one layer's k whole experts.
@@ -132,10 +145,16 @@ public struct CachePlanner: Sendable {
     }
 
     /// T_l for split ratio θ, hit rate h and n cached tops (a mispredicted expert is cached with chance n/E).
-    @inline(__always) public func layerTime(_ l: Int, theta: Double, hit h: Double, tops n: Int) -> Double {
+    /// Without `prefetch` every activation loads on demand: T = T_attn + k·c + k·L − k·h·min(θc, (1−θ)S/BW) (a cached
+    /// top computes while its bottom loads).
+    @inline(__always) public func layerTime(_ l: Int, theta: Double, hit h: Double, tops n: Int, prefetch: Bool = true) -> Double {
         let t = timings[l]
         let k = Double(topK), S = t.expertBytes, c = t.expertCompute
         let hh = theta > 0 ? h : 0
+        if !prefetch {
+            let meanLoad = t.load(S) - hh * (S * theta / t.loadBandwidth)
+            return t.attention + k * c + k * meanLoad - k * hh * min(theta * c, (1 - theta) * S / t.loadBandwidth)
+        }
         let share = theta > 0 && experts > 0 ? min(1, Double(n) / Double(experts)) : 0
         let meanLoad = t.load(S) - hh * (S * theta / t.loadBandwidth)
         let wrongLoad = t.load(S) - share * (S * theta / t.loadBandwidth)
@@ -160,18 +179,18 @@ public struct CachePlanner: Sendable {
     }
 
     /// T_l for split ratio θ under budget B (hit rate from the curve).
-    public func layerTime(_ l: Int, budget: Double, theta: Double) -> Double {
+    public func layerTime(_ l: Int, budget: Double, theta: Double, prefetch: Bool = true) -> Double {
         let n = tops(l, budget: budget, theta: theta)
-        return layerTime(l, theta: theta, hit: curves.h(l, n), tops: n)
+        return layerTime(l, theta: theta, hit: curves.h(l, n), tops: n, prefetch: prefetch)
     }
 
     /// Best response with the hit rate held fixed: argmin_θ T_l(θ, h), smallest such θ on the grid (a smaller θ
     /// fits more tops, so among equal latencies it is the better start for the next iteration).
-    public func bestTheta(_ l: Int, hit h: Double, tops n: Int) -> Double {
+    public func bestTheta(_ l: Int, hit h: Double, tops n: Int, prefetch: Bool = true) -> Double {
         var best = 0.0, bestT = Double.infinity
         for j in 0...thetaSteps {
             let th = Double(j) / Double(thetaSteps)
-            let T = layerTime(l, theta: th, hit: h, tops: n)
+            let T = layerTime(l, theta: th, hit: h, tops: n, prefetch: prefetch)
             if T < bestT * (1 - 1e-12) { bestT = T; best = th }
         }
         return best
@@ -179,34 +198,42 @@ public struct CachePlanner: Sendable {
 
     /// Inner solver for one layer and budget: the fixed point θ = argmin_θ T_l(θ, h_l(⌊B/(θS)⌋)) iterated from θ = 1,
     /// then checked against every count n of cached tops (θ = largest grid ratio with n tops fitting B), which the
-    /// fixed point can miss when loads dwarf compute (its best response is then always θ = 1). Returns the better.
+    /// fixed point can miss when loads dwarf compute (its best response is then always θ = 1). Returns the better;
+    /// with `allowNoPrefetch`, the better of the layer with and without prefetching.
     public func solveLayer(_ l: Int, budget: Double) -> LayerPlan {
-        let fp = fixedPoint(l, budget: budget)
-        var bestTheta = fp.theta, bestT = layerTime(l, budget: budget, theta: fp.theta)
+        let on = solveLayer(l, budget: budget, prefetch: true)
+        guard allowNoPrefetch else { return on }
+        let off = solveLayer(l, budget: budget, prefetch: false)
+        return off.time < on.time * (1 - 1e-12) ? off : on
+    }
+
+    func solveLayer(_ l: Int, budget: Double, prefetch: Bool) -> LayerPlan {
+        let fp = fixedPoint(l, budget: budget, prefetch: prefetch)
+        var bestTheta = fp.theta, bestT = layerTime(l, budget: budget, theta: fp.theta, prefetch: prefetch)
         let S = timings[l].expertBytes
         if budget > 0 {
             for n in 1...max(1, experts) where n <= experts {
                 let th = min(1, (budget / (Double(n) * S) * Double(thetaSteps) + 1e-9).rounded(.down) / Double(thetaSteps))
                 if th <= 0 { break }
-                let T = layerTime(l, budget: budget, theta: th)
+                let T = layerTime(l, budget: budget, theta: th, prefetch: prefetch)
                 if T < bestT * (1 - 1e-12) { bestT = T; bestTheta = th }
             }
         }
-        let zeroT = layerTime(l, theta: 0, hit: 0, tops: 0)
+        let zeroT = layerTime(l, theta: 0, hit: 0, tops: 0, prefetch: prefetch)
         if zeroT < bestT * (1 - 1e-12) { bestT = zeroT; bestTheta = 0 }
         let n = tops(l, budget: budget, theta: bestTheta)
         return LayerPlan(budget: budget, theta: bestTheta, cachedTops: n,
-                         hitRate: bestTheta > 0 ? curves.h(l, n) : 0, time: bestT, iterations: fp.iterations)
+                         hitRate: bestTheta > 0 ? curves.h(l, n) : 0, time: bestT, iterations: fp.iterations, prefetch: prefetch)
     }
 
     /// The inner fixed-point iteration alone: θ_{t+1} = bestTheta(h_l(⌊B/(θ_t S)⌋)) from θ_0 = 1 until θ repeats.
     /// The map is monotone (larger θ → fewer tops → lower h → larger best θ), so from θ_0 = 1 the sequence
     /// decreases to a fixed point; a cycle guard stops it after `maxIterations`.
-    public func fixedPoint(_ l: Int, budget: Double) -> (theta: Double, iterations: Int, converged: Bool) {
+    public func fixedPoint(_ l: Int, budget: Double, prefetch: Bool = true) -> (theta: Double, iterations: Int, converged: Bool) {
         var theta = 1.0
         for it in 1...maxIterations {
             let n = tops(l, budget: budget, theta: theta)
-            let next = bestTheta(l, hit: curves.h(l, n), tops: n)
+            let next = bestTheta(l, hit: curves.h(l, n), tops: n, prefetch: prefetch)
             if next == theta { return (theta, it, true) }
             theta = next
             if theta == 0 { return (0, it, true) }
@@ -227,17 +254,40 @@ public struct CachePlanner: Sendable {
             throw MoETraceError("planner: budget \(Int(totalBudget)) B is smaller than one layer's working set "
                                 + "(\(Int(minimumBudget)) B: top-\(topK) experts in flight)")
         }
-        var reserve = staging(thetas: [Double](repeating: 1, count: layerCount))
-        for _ in 0..<4 {
-            let p = try plan(totalBudget: totalBudget, staging: reserve)
-            let need = staging(thetas: p.thetas, budgets: p.budgets)
-            if need <= reserve + 1e-9 { return p }
-            reserve = need
+        // The staging reserve depends on the plan (θ_l, whether layers hold k tops, which layers prefetch): plan with
+        // a reserve, take the plan's own need as the next reserve, and keep the fastest plan whose need fits its reserve.
+        // Two starts: the reserve of whole-expert layers that all prefetch, and none (every layer holds k whole experts
+        // and nothing is prefetched into staging).
+        var best: BudgetPlan? = nil
+        var tried: [Double] = []
+        let ones = [Double](repeating: 1, count: layerCount)
+        for start in [staging(thetas: ones), staging(thetas: ones, prefetch: [Bool](repeating: false, count: layerCount))] {
+            var reserve = start
+            for _ in 0..<6 {
+                if reserve > totalBudget || tried.contains(where: { abs($0 - reserve) <= 1e-6 * max(1, reserve) }) { break }
+                tried.append(reserve)
+                let p = try plan(totalBudget: totalBudget, staging: reserve)
+                let need = staging(thetas: p.thetas, budgets: p.budgets, prefetch: p.layers.map(\.prefetch))
+                if need <= reserve + 1e-9, p.timePerToken < best?.timePerToken ?? .infinity { best = p }
+                reserve = need
+            }
         }
-        return try plan(totalBudget: totalBudget, staging: max(reserve, stagingBytes))
+        if var best {
+            // Staging the plan does not need (e.g. no layer prefetches) goes back to the layers: plan again with the
+            // smaller reserve and the same layers prefetching.
+            let flags = best.layers.map(\.prefetch)
+            let need = staging(thetas: best.thetas, budgets: best.budgets, prefetch: flags)
+            if totalBudget - best.cacheBytes - need > 1e-6 * totalBudget {
+                let again = try plan(totalBudget: totalBudget, staging: need, prefetch: flags)
+                let need2 = staging(thetas: again.thetas, budgets: again.budgets, prefetch: flags)
+                if need2 <= need + 1e-9, again.timePerToken < best.timePerToken { best = again }
+            }
+            return best
+        }
+        return try plan(totalBudget: totalBudget, staging: min(totalBudget, max(tried.max() ?? 0, stagingBytes)))
     }
 
-    func plan(totalBudget: Double, staging reserve: Double) throws -> BudgetPlan {
+    func plan(totalBudget: Double, staging reserve: Double, prefetch forced: [Bool]? = nil) throws -> BudgetPlan {
         let L = layerCount
         guard totalBudget >= reserve else {
             throw MoETraceError("planner: budget \(Int(totalBudget)) B is smaller than one layer's working set "
@@ -252,7 +302,9 @@ public struct CachePlanner: Sendable {
         leaf.withUnsafeMutableBufferPointer { rows in
             let box = RowsBox(base: rows.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: L) { l in
-                box.base[l] = (0...G).map { solveLayer(l, budget: Double($0) * unit) }
+                box.base[l] = (0...G).map { g in
+                    forced.map { solveLayer(l, budget: Double(g) * unit, prefetch: $0[l]) } ?? solveLayer(l, budget: Double(g) * unit)
+                }
             }
         }
 

@@ -19,13 +19,22 @@ public final class ExpertPredictor {
     }
 
     /// The experts layer `layer` is predicted to route, from the previous layer's MoE input x
-    /// [T, hidden] (the union over tokens, in first-seen order). Remembered for `record`.
-    public func predict(layer: Int, from x: Tensor) -> [Int] {
+    /// [T, hidden] (the union over tokens, in first-seen order), then, for a single token, the
+    /// `extra` next most likely experts by router logit (prefetch candidates beyond top-k). The
+    /// routed part is remembered for `record`; accuracy counts only it.
+    public func predict(layer: Int, from x: Tensor, extra: Int = 0) -> [Int] {
         guard layer >= 0, layer < source.moeShape.layers else { return [] }
-        let routes = source.route(logits: source.routerLogits(layer: layer, x))
+        let logits = source.routerLogits(layer: layer, x)
+        let routes = source.route(logits: logits)
         var seen = Set<Int>(), out: [Int] = []
         for r in routes { for e in r where seen.insert(e.expert).inserted { out.append(e.expert) } }
         pending[layer] = out
+        if extra > 0 && routes.count == 1 {
+            let E = source.moeShape.experts
+            let row = (0..<E).map { logits.pointer[$0] }
+            let rest = (0..<E).filter { !seen.contains($0) }.sorted { row[$0] > row[$1] || (row[$0] == row[$1] && $0 < $1) }
+            out += rest.prefix(extra)
+        }
         return out
     }
 

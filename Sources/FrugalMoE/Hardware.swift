@@ -26,6 +26,14 @@ public struct HardwareProfile: Sendable, Codable, Equatable {
     public var kernelOverhead: Double
     /// Launch / dispatch cost of one layer's attention and router (seconds).
     public var attentionOverhead: Double
+    /// Measured seconds of one layer's resident work (attention, router, norms), replacing the
+    /// bandwidth model when set (a profile calibrated on the engine).
+    public var attentionSeconds: Double?
+    /// Seconds per token outside the MoE layers (embedding, final norm, LM head, sampling).
+    public var tokenSeconds: Double = 0
+    /// Prefetches move in chunks of this many bytes, so a demand load waits only for the chunk in
+    /// progress; 0: a transfer, once started, runs to its end (the engine's I/O threads).
+    public var chunkBytes: Double = 1_048_576
 
     public init(name: String, linkBandwidth: Double, pageableFactor: Double = 0.5, pageable: Bool = false,
                 linkLatency: Double = 10e-6, memoryBandwidth: Double, efficiency: Double = 0.8,
@@ -42,7 +50,9 @@ public struct HardwareProfile: Sendable, Codable, Equatable {
     public func expertCompute(bytes: Double) -> Double { kernelOverhead + bytes / (memoryBandwidth * efficiency) }
 
     /// Seconds for one layer's resident work over `bytes` of weights.
-    public func attention(bytes: Double) -> Double { attentionOverhead + bytes / (memoryBandwidth * efficiency) }
+    public func attention(bytes: Double) -> Double {
+        attentionSeconds ?? attentionOverhead + bytes / (memoryBandwidth * efficiency)
+    }
 
     public static let rtx4090 = HardwareProfile(name: "rtx4090-pcie4", linkBandwidth: 25e9, memoryBandwidth: 1008e9)
     public static let a100 = HardwareProfile(name: "a100-pcie4", linkBandwidth: 25e9, memoryBandwidth: 1935e9)

@@ -20,7 +20,8 @@ public enum OffloadSetup {
     ///   - theta: MoEpic's uniform split ratio (ignored when `plan` is given).
     ///   - plan: MoEpic's per-layer θ_l and B_l.
     public static func executor(source: MoEExpertSource, policy: String, budget: String, tier: SlowTierChoice,
-                                theta: Double = 0.4, plan: CachePlan? = nil, ioThreads: Int = 2) throws -> OffloadingExecutor {
+                                theta: Double = 0.4, plan: CachePlan? = nil, ioThreads: Int = 2,
+                                tuning: PolicyTuning = PolicyTuning()) throws -> OffloadingExecutor {
         guard let kind = PolicyKind(rawValue: policy) else {
             throw OffloadError.badArgument("unknown policy '\(policy)' (one of \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -35,15 +36,16 @@ public enum OffloadSetup {
         case .link(let bw):
             slow = try HostLinkTier(source: source, bandwidth: bw)
         }
-        return try executor(source: source, kind: kind, budget: budget, slow: slow, theta: theta, plan: plan)
+        return try executor(source: source, kind: kind, budget: budget, slow: slow, theta: theta, plan: plan, tuning: tuning)
     }
 
     /// The same with an existing slow tier (shared by several runs).
     public static func executor(source: MoEExpertSource, kind: PolicyKind, budget: String, slow: SlowTier,
-                                theta: Double = 0.4, plan: CachePlan? = nil) throws -> OffloadingExecutor {
+                                theta: Double = 0.4, plan: CachePlan? = nil,
+                                tuning: PolicyTuning = PolicyTuning()) throws -> OffloadingExecutor {
         let lay = SegmentLayout(shape: source.moeShape, elementBytes: slow.dtype.size, theta: Array(repeating: 1, count: source.moeShape.layers))
         let bytes = try MemoryBudget.parse(budget, totalExpertBytes: lay.totalExpertBytes)
-        let p = try PolicyFactory.make(kind, shape: source.moeShape, elementBytes: slow.dtype.size, budget: bytes, theta: theta, plan: plan)
+        let p = try PolicyFactory.make(kind, shape: source.moeShape, elementBytes: slow.dtype.size, budget: bytes, theta: theta, plan: plan, tuning: tuning)
         return try OffloadingExecutor(policy: p, tier: slow, budget: max(bytes, kind == .full ? lay.totalExpertBytes : 0), source: source)
     }
 }

@@ -20,6 +20,9 @@ public struct OffloadStats: Codable, Sendable, Equatable {
     public var loadSeconds = 0.0
     /// Seconds spent in the expert kernels.
     public var computeSeconds = 0.0
+    /// Of those, in single-token (decode) layers, and the whole-expert equivalents computed there
+    /// (Σ segment rows / intermediate): seconds per whole expert at batch 1 = the ratio.
+    public var decodeComputeSeconds = 0.0, decodeExpertsComputed = 0.0
     /// The fast tier's budget and the most expert bytes it held at once.
     public var budgetBytes = 0, peakFastBytes = 0
 
@@ -32,33 +35,59 @@ public struct OffloadStats: Codable, Sendable, Equatable {
 }
 
 /// The loads in flight and the fast tier, shared by the compute thread and the I/O threads
-/// under one lock.
+/// under one lock. A load is cut into chunks of at most `chunkBytes`: the I/O threads take chunks,
+/// demand loads' before prefetches', so a demand load waits at most for the chunks in progress,
+/// and the threads share one large segment (the engine's disk or link acts as one channel).
 final class LoadEngine: @unchecked Sendable {
     // @unchecked Sendable: every mutable field is read and written with `cond` held; the page
-    // memory of an entry is written by one I/O thread before `state` becomes ready (under the
+    // memory of a chunk is written by one I/O thread before the entry becomes ready (under the
     // lock) and read by the compute thread only after it saw ready (under the lock).
     final class Entry {
         let seg: SegmentID, rows: Range<Int>, runs: [Range<Int>], demand: Bool
+        /// Pieces (first row of the segment's rows, row count, first page), in row order; chunks
+        /// are ranges of pieces.
+        let pieces: [(row: Int, count: Int, page: Int)]
+        let chunks: [Range<Int>]
+        var next = 0, inFlight = 0, done = 0
+        var chunkDone: [Bool] = []
         var state = 0   // 0 queued, 1 loading, 2 ready, 3 failed
         var error: Error?
         var dropped = false
-        init(seg: SegmentID, rows: Range<Int>, runs: [Range<Int>], demand: Bool) {
+        init(seg: SegmentID, rows: Range<Int>, runs: [Range<Int>], demand: Bool, chunkRows: Int) {
             self.seg = seg; self.rows = rows; self.runs = runs; self.demand = demand
+            var pieces: [(row: Int, count: Int, page: Int)] = [], chunks: [Range<Int>] = []
+            var row = rows.lowerBound, inChunk = 0, chunkStart = 0
+            for r in runs {
+                var page = r.lowerBound
+                while page < r.upperBound {
+                    let n = min(r.upperBound - page, chunkRows - inChunk)
+                    pieces.append((row, n, page))
+                    row += n; page += n; inChunk += n
+                    if inChunk == chunkRows { chunks.append(chunkStart..<pieces.count); chunkStart = pieces.count; inChunk = 0 }
+                }
+            }
+            if chunkStart < pieces.count { chunks.append(chunkStart..<pieces.count) }
+            self.pieces = pieces; self.chunks = chunks
+            chunkDone = Array(repeating: false, count: chunks.count)
         }
+        var queued: Bool { !dropped && next < chunks.count }
     }
     let cond = NSCondition()
     let fast: FastTier
     let tier: SlowTier
+    let chunkRows: Int
     var entries: [SegmentID: Entry] = [:]
     var demandQ: [Entry] = [], prefetchQ: [Entry] = []
-    var zombies = 0   // dropped entries still being read
+    var zombies = 0   // dropped entries with chunks still being read
     var shutdown = false
     var stats = OffloadStats()
     var threads: [Thread] = []
     var running = 0
 
-    init(fast: FastTier, tier: SlowTier) {
+    /// - Parameter chunkBytes: largest read of one I/O step (rounded down to whole rows, at least one).
+    init(fast: FastTier, tier: SlowTier, chunkBytes: Int = LoadEngine.defaultChunkBytes) {
         self.fast = fast; self.tier = tier
+        chunkRows = max(1, chunkBytes / max(1, fast.pageBytes))
         for i in 0..<tier.ioThreads {
             let t = Thread { [self] in self.ioLoop() }
             t.name = "frugal-moe-io-\(i)"
@@ -68,15 +97,26 @@ final class LoadEngine: @unchecked Sendable {
         }
     }
 
+    /// 1 MiB: a demand load waits for at most this much of a prefetch in progress per I/O thread.
+    static let defaultChunkBytes = 1 << 20
+
     func stop() {
         cond.lock(); shutdown = true; cond.broadcast()
         while running > 0 { cond.wait() }
         cond.unlock()
     }
 
-    func pop() -> Entry? {
-        while let e = demandQ.first { demandQ.removeFirst(); if !e.dropped { return e } }
-        while let e = prefetchQ.first { prefetchQ.removeFirst(); if !e.dropped { return e } }
+    /// The next chunk to read: demand loads first (caller holds the lock).
+    func pop() -> (Entry, Int)? {
+        for q in 0..<2 {
+            while let e = (q == 0 ? demandQ.first : prefetchQ.first) {
+                guard e.queued else { if q == 0 { demandQ.removeFirst() } else { prefetchQ.removeFirst() }; continue }
+                let c = e.next
+                e.next += 1; e.inFlight += 1; e.state = max(e.state, 1)
+                if e.next == e.chunks.count { if q == 0 { demandQ.removeFirst() } else { prefetchQ.removeFirst() } }
+                return (e, c)
+            }
+        }
         return nil
     }
 
@@ -84,26 +124,32 @@ final class LoadEngine: @unchecked Sendable {
         cond.lock()
         while true {
             if shutdown { break }
-            guard let e = pop() else { cond.wait(); continue }
-            e.state = 1
+            guard let (e, c) = pop() else { cond.wait(); continue }
             cond.unlock()
             let t0 = DispatchTime.now().uptimeNanoseconds
             var err: Error? = nil
-            var row = e.rows.lowerBound
+            var rowsRead = 0
             do {
-                for r in e.runs {
-                    try tier.read(layer: e.seg.layer, expert: e.seg.expert, rows: row..<row + r.count, into: fast.pointer(r.lowerBound))
-                    row += r.count
+                for p in e.pieces[e.chunks[c]] {
+                    try tier.read(layer: e.seg.layer, expert: e.seg.expert, rows: p.row..<p.row + p.count, into: fast.pointer(p.page))
+                    rowsRead += p.count
                 }
             } catch { err = error }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             cond.lock()
-            let bytes = e.rows.count * fast.pageBytes
+            let bytes = rowsRead * fast.pageBytes
             stats.loadSeconds += dt
             stats.bytesLoaded += bytes
             if e.demand { stats.demandBytes += bytes } else { stats.prefetchBytes += bytes }
-            if e.dropped { fast.release(e.runs); zombies -= 1 }
-            else { e.state = err == nil ? 2 : 3; e.error = err }
+            e.inFlight -= 1; e.done += 1
+            if e.dropped {
+                if e.inFlight == 0 { fast.release(e.runs); zombies -= 1 }
+            } else if let err {
+                e.state = 3; e.error = err
+            } else {
+                e.chunkDone[c] = true
+                if e.done == e.chunks.count && e.state != 3 { e.state = 2 }
+            }
             cond.broadcast()
         }
         running -= 1
@@ -127,8 +173,9 @@ final class LoadEngine: @unchecked Sendable {
             }
             stats.stallSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
-        let e = Entry(seg: seg, rows: rows, runs: runs!, demand: demand)
+        let e = Entry(seg: seg, rows: rows, runs: runs!, demand: demand, chunkRows: chunkRows)
         entries[seg] = e
+        if e.chunks.isEmpty { e.state = 2; return }
         if demand { demandQ.append(e) } else { prefetchQ.append(e) }
         cond.broadcast()
     }
@@ -137,16 +184,16 @@ final class LoadEngine: @unchecked Sendable {
         cond.lock(); defer { cond.unlock() }
         guard let e = entries.removeValue(forKey: seg) else { return }
         e.dropped = true
-        if e.state == 1 { zombies += 1 } else { fast.release(e.runs) }
+        if e.inFlight > 0 { zombies += 1 } else { fast.release(e.runs) }
         cond.broadcast()
     }
 
-    /// Moves queued prefetches of segments needed now ahead of the remaining prefetches (to the
-    /// end of the demand queue), in the order given.
+    /// Moves prefetches of segments needed now, not yet fully started, ahead of the remaining
+    /// prefetches (to the end of the demand queue), in the order given.
     func promote(_ segs: [SegmentID]) {
         cond.lock(); defer { cond.unlock() }
         for s in segs {
-            guard let e = entries[s], e.state == 0, !e.demand, let i = prefetchQ.firstIndex(where: { $0 === e }) else { continue }
+            guard let e = entries[s], e.queued, !e.demand, let i = prefetchQ.firstIndex(where: { $0 === e }) else { continue }
             prefetchQ.remove(at: i)
             demandQ.append(e)
         }
@@ -154,6 +201,31 @@ final class LoadEngine: @unchecked Sendable {
 
     /// Whether a segment's bytes are ready (caller holds the lock).
     func isReady(_ seg: SegmentID) -> Bool { (entries[seg]?.state ?? 0) >= 2 }
+
+    /// Whether chunk `c` of a segment has landed (caller holds the lock).
+    func isReady(_ seg: SegmentID, chunk c: Int) -> Bool {
+        guard let e = entries[seg] else { return false }
+        return e.state >= 2 || (c < e.chunkDone.count && e.chunkDone[c])
+    }
+
+    /// Chunks of a segment's load (0 when it is not resident).
+    func chunkCount(_ seg: SegmentID) -> Int {
+        cond.lock(); defer { cond.unlock() }
+        return entries[seg]?.chunks.count ?? 0
+    }
+
+    /// Waits until chunk `c` of a segment has landed; returns its pages as (first page, count) runs.
+    func waitChunk(_ seg: SegmentID, _ c: Int) throws -> [Range<Int>] {
+        cond.lock(); defer { cond.unlock() }
+        guard let e = entries[seg], c < e.chunks.count else { throw OffloadError.io("segment \(seg) chunk \(c) is not resident") }
+        if !(e.state >= 2 || e.chunkDone[c]) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            while !(e.state >= 2 || e.chunkDone[c]) { cond.wait() }
+            stats.stallSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        if let err = e.error { throw err }
+        return e.pieces[e.chunks[c]].map { $0.page..<$0.page + $0.count }
+    }
 
     /// Waits until a segment is loaded; returns its page runs. Adds the wait to the stall time.
     func waitReady(_ seg: SegmentID) throws -> [Range<Int>] {
@@ -182,14 +254,18 @@ public final class OffloadingExecutor: ExpertExecutor {
     let engine: LoadEngine
     let shape: MoEShape
     var accesses: [Int], hits: [Int], cacheHits: [Int]
-    var computeSeconds = 0.0
+    var computeSeconds = 0.0, decodeComputeSeconds = 0.0, decodeExperts = 0.0
+    let prefetchLimit: Int
 
     /// - Parameters:
     ///   - policy: decisions (its layout must match the tier's shape and dtype).
     ///   - tier: where experts come from.
     ///   - budget: fast-tier bytes; the policy's caches plus staging must fit.
     ///   - source: the model, for next-layer prediction (needed when the policy predicts).
-    public init(policy: ExpertPolicy, tier: SlowTier, budget: Int, source: MoEExpertSource? = nil) throws {
+    ///   - chunkBytes: largest read of one I/O step (a demand load waits for at most one chunk of a
+    ///     prefetch in progress per I/O thread).
+    public init(policy: ExpertPolicy, tier: SlowTier, budget: Int, source: MoEExpertSource? = nil,
+                chunkBytes: Int = 1 << 20) throws {
         let lay = policy.layout
         guard lay.shape == tier.shape, lay.elementBytes == tier.dtype.size else {
             throw OffloadError.badArgument("policy layout \(lay.shape) x \(lay.elementBytes) B does not match the tier's \(tier.shape) \(tier.dtype)")
@@ -202,9 +278,10 @@ public final class OffloadingExecutor: ExpertExecutor {
             throw OffloadError.badArgument("policy \(policy.name) predicts experts and needs the model (source)")
         }
         self.policy = policy; self.tier = tier; self.budget = budget; shape = lay.shape
+        prefetchLimit = (policy as? SegmentCachePolicy)?.prefetchLimit ?? lay.shape.topK
         predictor = policy.usesPrediction ? source.map { ExpertPredictor(source: $0) } : nil
         let fast = FastTier(capacity: budget, pageBytes: lay.rowBytes)
-        engine = LoadEngine(fast: fast, tier: tier)
+        engine = LoadEngine(fast: fast, tier: tier, chunkBytes: chunkBytes)
         accesses = Array(repeating: 0, count: shape.layers); hits = accesses; cacheHits = accesses
         do {
             let acts = policy.start()
@@ -228,6 +305,7 @@ public final class OffloadingExecutor: ExpertExecutor {
         s.predictedCorrect = predictor?.correct ?? []; s.predictedTotal = predictor?.total ?? []
         s.budgetBytes = budget; s.peakFastBytes = engine.fast.peakBytes
         s.computeSeconds = computeSeconds
+        s.decodeComputeSeconds = decodeComputeSeconds; s.decodeExpertsComputed = decodeExperts
         return s
     }
 
@@ -236,6 +314,7 @@ public final class OffloadingExecutor: ExpertExecutor {
         engine.cond.lock(); defer { engine.cond.unlock() }
         engine.stats = OffloadStats(); engine.fast.resetPeak()
         accesses = Array(repeating: 0, count: shape.layers); hits = accesses; cacheHits = accesses; computeSeconds = 0
+        decodeComputeSeconds = 0; decodeExperts = 0
         if let p = predictor { p.reset() }
     }
 
@@ -279,7 +358,7 @@ public final class OffloadingExecutor: ExpertExecutor {
             let chunk = Array(order[start..<min(order.count, start + k)])
             start += k
             if T == 1 { predictor?.record(layer: layer, actual: chunk) }
-            cacheHits[layer] += chunk.filter { policy.isCached(SegmentID(layer: layer, expert: $0, part: .top)) }.count
+            cacheHits[layer] += chunk.filter { policy.isCacheHit(layer: layer, expert: $0) }.count
             let acts = policy.access(layer: layer, experts: chunk)
             var demanded = Set<Int>()
             for case .load(let s, true, _) in acts { demanded.insert(s.expert) }
@@ -290,7 +369,7 @@ public final class OffloadingExecutor: ExpertExecutor {
             let needed = chunk.flatMap { policy.segments(layer: layer, expert: $0) }
             engine.promote(needed.filter { $0.part == .top } + needed.filter { $0.part == .bottom })
             if T == 1, let predictor, layer + 1 < shape.layers {
-                let p = predictor.predict(layer: layer + 1, from: xc)
+                let p = predictor.predict(layer: layer + 1, from: xc, extra: max(0, prefetchLimit - shape.topK))
                 try execute(policy.prefetch(layer: layer + 1, predicted: p))
             }
             try compute(layer: layer, experts: chunk, users: users, x: xc, y: y, T: T)
@@ -299,11 +378,22 @@ public final class OffloadingExecutor: ExpertExecutor {
         return y
     }
 
-    /// Computes the chunk's experts segment by segment, taking whatever is ready first.
+    /// Computes the chunk's experts segment by segment, taking whatever is ready first. A policy that
+    /// streams (`SegmentCachePolicy.streamsChunks`) computes a segment still loading chunk by chunk as
+    /// its chunks land (an expert's rows are independent), so compute overlaps the rest of its load.
     func compute(layer: Int, experts: [Int], users: [Int: [(Int, Float)]], x: Tensor, y: Tensor, T: Int) throws {
         let h = shape.hidden, dtype = tier.dtype
-        var pending: [(Int, SegmentID)] = []
-        for e in experts { for s in policy.segments(layer: layer, expert: e) { pending.append((e, s)) } }
+        let stream = (policy as? SegmentCachePolicy)?.streamsChunks ?? false
+        var pending: [(e: Int, s: SegmentID, chunk: Int?)] = []
+        for e in experts {
+            for s in policy.segments(layer: layer, expert: e) {
+                engine.cond.lock()
+                let ready = engine.isReady(s)
+                engine.cond.unlock()
+                let n = stream && !ready ? engine.chunkCount(s) : 0
+                if n > 1 { for c in 0..<n { pending.append((e, s, c)) } } else { pending.append((e, s, nil)) }
+            }
+        }
         // Per expert, gathered inputs and outputs when T > 1.
         var xs: [Int: [Float]] = [:], ys: [Int: [Float]] = [:], ws: [Int: [Float]] = [:]
         for e in experts {
@@ -317,10 +407,14 @@ public final class OffloadingExecutor: ExpertExecutor {
         }
         while !pending.isEmpty {
             engine.cond.lock()
-            let idx = pending.firstIndex { engine.isReady($0.1) } ?? 0
+            let idx = pending.firstIndex { item in
+                if let c = item.chunk { return engine.isReady(item.s, chunk: c) }
+                return engine.isReady(item.s)
+            } ?? 0
             engine.cond.unlock()
-            let (e, s) = pending.remove(at: idx)
-            let runs = try engine.waitReady(s)
+            let (e, s, chunk) = pending.remove(at: idx)
+            let runs: [Range<Int>]
+            if let chunk { runs = try engine.waitChunk(s, chunk) } else { runs = try engine.waitReady(s) }
             let t0 = DispatchTime.now().uptimeNanoseconds
             let w = ws[e]!
             w.withUnsafeBufferPointer { wp in
@@ -340,7 +434,14 @@ public final class OffloadingExecutor: ExpertExecutor {
                     }
                 }
             }
-            computeSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            computeSeconds += dt
+            if T == 1 {
+                decodeComputeSeconds += dt
+                var rows = 0
+                for r in runs { rows += r.count }
+                decodeExperts += Double(rows) / Double(max(1, shape.intermediate))
+            }
         }
         if T > 1 {
             let yp = y.pointer

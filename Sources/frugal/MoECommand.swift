@@ -3,6 +3,7 @@ import Foundation
 import FrugalCore
 import FrugalData
 import FrugalModels
+import FrugalMoE
 import FrugalNN
 
 /// `frugal moe`: Mixture-of-Experts language models (create, logits, generate, train).
@@ -16,7 +17,7 @@ struct MoECommand: ParsableCommand {
         or Frugal's byte-level tokenizer (ids 0-255 = UTF-8 bytes, 256 = <eos>) when config.json has
         "frugal_tokenizer": "byte" (what `create` and `train` write).
         """,
-        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self, MoEPlanCommand.self, MoESimulateCommand.self, MoEBench.self])
+        subcommands: [MoECreate.self, MoELogits.self, MoEGenerate.self, MoETrain.self, MoEPack.self, MoEPlanCommand.self, MoESimulateCommand.self, MoEBench.self, MoECalibrate.self])
 }
 
 /// Options that choose how routed experts are held (`--policy`, `--memory-budget`).
@@ -32,8 +33,13 @@ struct MoEPolicyOptions: ParsableArguments {
     var plan: String?
     @Option(help: "Routing trace the planner profiles hit rates from (e.g. one recorded with --record-trace).") var planTrace: String?
     @Option(help: "Next-layer prediction accuracy the planner assumes.") var predictorAccuracy = 0.9
+    @Option(help: "--plan auto: this machine's timings from `frugal moe calibrate` (default: measure link and memory bandwidth now).")
+    var calibration: String?
     @Option(help: "Record the engine's routing to this file (route_trace v1 CSV, the format of $FRUGAL_DATA/moe-traces).")
     var recordTrace: String?
+    @OptionGroup var design: MoETuningOptions
+
+    func tuning() throws -> PolicyTuning { try design.tuning() }
 
     /// Installs the executor for the chosen policy on `model`; returns the budget in bytes (nil: none).
     func install(on model: MoEModel) throws -> Int? {
@@ -44,6 +50,29 @@ struct MoEPolicyOptions: ParsableArguments {
             return budget
         }
         return try installOffloading(on: model)  // MoEOffloadCommands.swift
+    }
+}
+
+/// Design choices of the predicting policies (`prefetch`, `moepic`).
+struct MoETuningOptions: ParsableArguments {
+    @Option(help: "prefetch/moepic: prefetched tops go to the layer cache (evicting its lowest-ranked top) or to a staging reserve: cache, staging, or default (prefetch: cache, moepic: staging).")
+    var prefetchInto = "default"
+    @Option(help: "prefetch/moepic: experts prefetched per layer beyond top-k (the next most likely by router logit).")
+    var extraPrefetch = 0
+    @Option(help: "moepic: priority decay ρ per window in P = μ·ρ^(ν/ω).") var rho = 0.25
+    @Option(help: "moepic: priority window ω in tokens.") var omega = 128.0
+    @Flag(help: "moepic: compute a segment only once all of it has loaded (default: chunk by chunk as it lands).")
+    var noStreaming = false
+    @Flag(help: "moepic: the planner keeps prefetching in every layer (default: it may turn it off where it does not pay).")
+    var alwaysPrefetch = false
+
+    /// The design choices given by --prefetch-into, --extra-prefetch, --rho and --omega.
+    func tuning() throws -> PolicyTuning {
+        guard ["cache", "staging", "default"].contains(prefetchInto) else { throw CLIError("--prefetch-into '\(prefetchInto)': cache, staging or default") }
+        guard extraPrefetch >= 0 else { throw CLIError("--extra-prefetch must be >= 0") }
+        guard rho > 0, rho <= 1, omega > 0 else { throw CLIError("--rho must be in (0, 1] and --omega > 0") }
+        return PolicyTuning(prefetchIntoCache: prefetchInto == "default" ? nil : prefetchInto == "cache", extraPrefetch: extraPrefetch, rho: rho, omega: omega,
+                            streamChunks: !noStreaming, plannerMayStopPrefetch: !alwaysPrefetch)
     }
 }
 
@@ -249,6 +278,7 @@ struct MoETrain: ParsableCommand {
     @Option(help: "Print a progress line every N steps.") var every = 10
     @Option(help: "f32, f16 or bf16 for the saved weights.") var dtype = "f32"
     @Option var seed: UInt64 = 0
+    @Option(help: "Start from this checkpoint (saved by `moe train` with the same sizes) to train longer.") var initFrom: String?
     @Option(help: "Output folder.") var out: String
 
     func run() throws {
@@ -267,6 +297,10 @@ struct MoETrain: ParsableCommand {
                                  experts: experts, topK: topK, expertIntermediate: intermediate, maxPositions: max(4096, context),
                                  ropeTheta: 10000, rmsNormEps: 1e-5)
         let model = MoETrainingModel(config: cfg, seed: seed)
+        if let initFrom {
+            do { try model.load(from: URL(fileURLWithPath: initFrom)) } catch { throw CLIError("--init-from: \(error)") }
+            print("starting from \(initFrom)")
+        }
         let opt = AdamW(model.trainableParameters(), lr: lr, weightDecay: 0.01)
         var rng = RNG(seed: seed &+ 1)
         func sample(_ lo: Int, _ hi: Int) -> (x: [Int], y: [Int]) {

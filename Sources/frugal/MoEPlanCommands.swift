@@ -10,7 +10,7 @@ struct MoEScenarioOptions: ParsableArguments {
     var model: String?
     @Option(help: "Model dimensions: mixtral-8x7b, qwen1.5-moe-a2.7b, qwen3-30b-a3b, deepseek-v2-lite, olmoe-1b-7b, or a config.json.")
     var profile: String?
-    @Option(help: "Machine: rtx4090 (PCIe 4.0), a100 (PCIe 4.0), h100 (PCIe 5.0), or cpu (give --link-bandwidth and --mem-bandwidth).")
+    @Option(help: "Machine: rtx4090 (PCIe 4.0), a100 (PCIe 4.0), h100 (PCIe 5.0), cpu (give --link-bandwidth and --mem-bandwidth), or cpu:FILE (a calibration written by `frugal moe calibrate`).")
     var hardware = "rtx4090"
     @Option(help: "Link (or disk) bandwidth in GB/s: overrides the hardware's pinned figure.")
     var linkBandwidth: Double?
@@ -27,7 +27,10 @@ struct MoEScenarioOptions: ParsableArguments {
 
     func scenario() throws -> SimScenario {
         var hw: HardwareProfile
-        if hardware.lowercased() == "cpu" {
+        if hardware.hasPrefix("cpu:") {
+            do { hw = try EngineCalibration.read(path: String(hardware.dropFirst(4))).hardware } catch { throw CLIError("--hardware: \(error)") }
+            if let lb = linkBandwidth { hw.linkBandwidth = lb * 1e9 }
+        } else if hardware.lowercased() == "cpu" {
             guard let lb = linkBandwidth, let mb = memBandwidth else {
                 throw CLIError("--hardware cpu needs --link-bandwidth and --mem-bandwidth (GB/s measured on this machine)")
             }
@@ -119,8 +122,8 @@ struct MoEPlanCommand: ParsableCommand {
               + "(\(fmt(100 * total / sc.totalExpertBytes))% of experts; \(mib(total - plan.cacheBytes)) MiB staging)")
         let tm = sc.timings[0]
         print("per expert: load \(ms(tm.load(tm.expertBytes))) ms, compute \(ms(tm.expertCompute)) ms; attention \(ms(tm.attention)) ms")
-        printTable(["layer", "B_l MiB", "theta", "tops", "hit", "T_l ms", "iters"], plan.layers.enumerated().map { l, p in
-            [String(l), mib(p.budget), fmt(p.theta, 3), String(p.cachedTops), fmt(p.hitRate, 3), ms(p.time), String(p.iterations)]
+        printTable(["layer", "B_l MiB", "theta", "tops", "hit", "prefetch", "T_l ms", "iters"], plan.layers.enumerated().map { l, p in
+            [String(l), mib(p.budget), fmt(p.theta, 3), String(p.cachedTops), fmt(p.hitRate, 3), p.prefetch ? "yes" : "no", ms(p.time), String(p.iterations)]
         })
         let uni = pl.bestUniform(totalBudget: total)
         let z = pl.uniform(totalBudget: total, theta: 0), o = pl.uniform(totalBudget: total, theta: 1)
@@ -166,6 +169,9 @@ struct MoESimulateCommand: ParsableCommand {
     var planStudy = false
     @Flag(help: "Use the simulator's own replay policies instead of the engine's policy objects.")
     var native = false
+    @Flag(help: "MoEpic uses the analytic plan as it is (default: refined by simulating the fit tokens).")
+    var noRefine = false
+    @OptionGroup var design: MoETuningOptions
     @Option(help: "Write the results as JSON.")
     var json: String?
 
@@ -190,7 +196,9 @@ struct MoESimulateCommand: ParsableCommand {
         // Scored tokens: the rest, preceded by the fit tokens as untimed warmup (caches carry over).
         let scoreWarm = frac > 0 ? sc.warmup + nFit : sc.warmup
         let curves = sc.curves(tokens: fitTokens, warmup: sc.warmup)
-        let pl = sc.planner(curves: curves)
+        var pl = sc.planner(curves: curves)
+        pl.prefetchIntoCache = try design.tuning().moepicIntoCache
+        pl.allowNoPrefetch = try design.tuning().plannerMayStopPrefetch
         guard total >= pl.minimumBudget else {
             throw CLIError("budget \(mib(total)) MiB is smaller than one layer's working set (\(mib(pl.minimumBudget)) MiB)")
         }
@@ -198,6 +206,15 @@ struct MoESimulateCommand: ParsableCommand {
         let plan: BudgetPlan
         if let theta { plan = pl.uniform(totalBudget: total, theta: theta) } else { plan = try pl.plan(totalBudget: total) }
         let planSeconds = now() - t0
+        // MoEpic's plan refined by simulating the fit tokens (not with --theta, --native or --no-refine).
+        var refinedPlan: CachePlan? = nil
+        if theta == nil && !native && !noRefine && kinds.contains(.moepic) {
+            let r = try sc.refine(plan, planner: pl, totalBudget: total, tokens: fitTokens, warmup: sc.warmup, tuning: try design.tuning(),
+                                  seed: scenario.seed &+ 7)
+            refinedPlan = r.plan
+            print("plan refined on the fit tokens: \(r.evaluations) simulations, \(r.moves) moves kept; analytic \(ms(r.analyticTime)) ms, "
+                  + "best uniform θ \(fmt(r.uniformTheta, 3)) \(ms(r.uniformTime)) ms, refined \(ms(r.refinedTime)) ms")
+        }
         print("model \(sc.profile.name): \(sc.layers) layers x \(sc.experts) experts, top-\(sc.topK), expert "
               + "\(mib(sc.expertBytes.max() ?? 0)) MiB; hardware \(sc.hardware.name) (link \(fmt(sc.hardware.loadBandwidth / 1e9)) GB/s); "
               + "budget \(mib(total)) MiB (\(fmt(100 * total / sc.totalExpertBytes))% of experts); predictor accuracy \(scenario.predictorAccuracy)")
@@ -205,15 +222,22 @@ struct MoESimulateCommand: ParsableCommand {
         print("policies: " + (native ? "simulator replay (--native)" : "the engine's policy objects (PolicyFactory)"))
         print("per expert: load \(ms(tm.load(tm.expertBytes))) ms, compute \(ms(tm.expertCompute)) ms "
               + "(load/compute \(fmt(tm.load(tm.expertBytes) / tm.expertCompute))x); attention \(ms(tm.attention)) ms; "
-              + "scored tokens \(sc.tokens.count - scoreWarm)" + (frac > 0 ? " (plan fitted on \(nFit))" : ""))
+              + "scored tokens \(sc.timedMask.map { m in m.filter { $0 }.count } ?? sc.tokens.count - scoreWarm)"
+              + (frac > 0 ? " (plan fitted on \(nFit))" : ""))
         var results: [SimResult] = []
+        let tune = try design.tuning()
         func makePolicy(_ k: NativeSimPolicy.Kind, _ bp: BudgetPlan) throws -> SimPolicy {
             if native { return sc.policy(k, totalBudget: total, plan: bp, staging: bp.totalBudget - bp.cacheBytes) }
             do {
-                return try sc.enginePolicy(PolicyKind(rawValue: k.rawValue)!, totalBudget: total, plan: bp)
+                return try sc.enginePolicy(PolicyKind(rawValue: k.rawValue)!, totalBudget: total, plan: bp, tuning: tune)
             } catch { throw CLIError("policy \(k.rawValue): \(error)") }
         }
         for k in kinds {
+            if k == .moepic, let refinedPlan {
+                let p = try sc.enginePolicy(.moepic, totalBudget: total, cachePlan: refinedPlan, tuning: try design.tuning())
+                results.append(sc.simulate(p, warmup: scoreWarm, seed: scenario.seed &+ 7))
+                continue
+            }
             results.append(sc.simulate(try makePolicy(k, plan), warmup: scoreWarm, seed: scenario.seed &+ 7))
         }
         let moe = results.first { $0.policy == "moepic" }
@@ -223,6 +247,7 @@ struct MoESimulateCommand: ParsableCommand {
         })
         if moe != nil {
             print("moepic plan: mean theta \(fmt(plan.thetas.reduce(0, +) / Double(plan.layers.count), 3)), "
+                  + "prefetch in \(plan.layers.filter(\.prefetch).count) of \(plan.layers.count) layers, "
                   + "predicted \(ms(plan.timePerToken)) ms/token, planned in \(fmt(planSeconds * 1e3)) ms")
         }
         var study: [StudyRow] = []
@@ -236,22 +261,34 @@ struct MoESimulateCommand: ParsableCommand {
                 if r.tpot < bestFit { bestFit = r.tpot; bestTheta = th }
             }
             let fitted = try pl.plan(totalBudget: total)
+            let t1 = now()
+            let refined = try sc.refine(fitted, planner: pl, totalBudget: total, tokens: fitTokens, warmup: sc.warmup, tuning: tune,
+                                        seed: scenario.seed &+ 7)
+            print("refinement: \(refined.evaluations) simulations, \(refined.moves) moves kept, \(fmt(now() - t1, 1)) s; fit tokens: analytic "
+                  + "\(ms(refined.analyticTime)) ms, best uniform θ \(fmt(refined.uniformTheta, 3)) \(ms(refined.uniformTime)) ms, refined \(ms(refined.refinedTime)) ms")
             let cands: [(String, BudgetPlan)] = [
                 ("planner (fitted)", fitted),
                 ("uniform, best theta \(fmt(bestTheta, 2))", pl.uniform(totalBudget: total, theta: bestTheta)),
                 ("uniform, theta 0", pl.uniform(totalBudget: total, theta: 0)),
                 ("uniform, theta 1", pl.uniform(totalBudget: total, theta: 1)),
             ]
+            var rows: [(String, SimResult, Double)] = []
             for (name, bp) in cands {
-                let r = sc.simulate(try makePolicy(.moepic, bp), warmup: scoreWarm, seed: scenario.seed &+ 7)
+                rows.append((name, sc.simulate(try makePolicy(.moepic, bp), warmup: scoreWarm, seed: scenario.seed &+ 7), bp.timePerToken))
+            }
+            let refPol = try sc.enginePolicy(.moepic, totalBudget: total, cachePlan: refined.plan, tuning: tune)
+            rows.insert(("planner, refined by simulation", sc.simulate(refPol, warmup: scoreWarm, seed: scenario.seed &+ 7), .nan), at: 1)
+            for (name, r, predicted) in rows {
                 study.append(StudyRow(plan: name, tpot: r.tpot, hitRate: r.hitRate, cacheHitRate: r.cacheHitRate,
-                                      stallPerToken: r.stallPerToken, predicted: bp.timePerToken))
+                                      stallPerToken: r.stallPerToken, predicted: predicted.isNaN ? nil : predicted))
             }
             print("\nplan study (MoEpic policy, scored on held-out tokens):")
             let base = study[0].tpot
-            printTable(["plan", "TPOT ms", "model ms", "hit", "cache hit", "stall ms", "planner vs"], study.map {
-                [$0.plan, ms($0.tpot), ms($0.predicted), fmt($0.hitRate, 3), fmt($0.cacheHitRate, 3), ms($0.stallPerToken),
-                 $0.plan.hasPrefix("planner") ? "" : fmt(100 * (1 - base / $0.tpot)) + "%"]
+            let refinedT = study[1].tpot
+            printTable(["plan", "TPOT ms", "model ms", "hit", "cache hit", "stall ms", "planner vs", "refined vs"], study.map {
+                [$0.plan, ms($0.tpot), $0.predicted.map(ms) ?? "-", fmt($0.hitRate, 3), fmt($0.cacheHitRate, 3), ms($0.stallPerToken),
+                 $0.plan.hasPrefix("planner") ? "" : fmt(100 * (1 - base / $0.tpot)) + "%",
+                 $0.plan.hasPrefix("planner") ? "" : fmt(100 * (1 - refinedT / $0.tpot)) + "%"]
             })
         }
         if let json {
@@ -266,5 +303,5 @@ struct MoESimulateCommand: ParsableCommand {
     }
 
     struct StudyRow: Encodable { let plan: String; let tpot: Double; let hitRate: Double; let cacheHitRate: Double
-        let stallPerToken: Double; let predicted: Double }
+        let stallPerToken: Double; let predicted: Double? }
 }

@@ -74,27 +74,38 @@ extension MoEPolicyOptions {
         guard trace.layers == s.layers, trace.experts == s.experts else {
             throw CLIError("\(path): trace of \(trace.layers) layers x \(trace.experts) experts, the model has \(s.layers) x \(s.experts)")
         }
-        let link: Double
-        switch tier {
-        case .link(let bps): link = bps
-        case .disk(let store): link = try measureReadBandwidth(store)
+        var hw: HardwareProfile
+        if let calibration {
+            do { hw = try EngineCalibration.read(path: calibration).hardware } catch { throw CLIError("--calibration: \(error)") }
+            if case .link(let bps) = tier { hw.linkBandwidth = bps }
+        } else {
+            let link: Double
+            switch tier {
+            case .link(let bps): link = bps
+            case .disk(let store): link = try measureReadBandwidth(store)
+            }
+            hw = .cpu(linkBandwidth: link, memoryBandwidth: measureMemoryBandwidth())
         }
-        let mem = measureMemoryBandwidth()
-        let profile: ModelProfile
+        var profile: ModelProfile
         do { profile = try ModelProfile.read(configPath: (dir as NSString).appendingPathComponent("config.json")) } catch {
             throw CLIError("--plan auto: \(error)")
         }
         let scenario: SimScenario
         do {
-            scenario = try SimScenario.make(trace: trace, profile: profile, hardware: .cpu(linkBandwidth: link, memoryBandwidth: mem),
-                                            predictorAccuracy: predictorAccuracy)
+            profile.dtypeBytes = try model.expertWeights(layer: 0, expert: 0).gate.dtype.size
+            scenario = try SimScenario.make(trace: trace, profile: profile, hardware: hw, predictorAccuracy: predictorAccuracy)
         } catch { throw CLIError("--plan auto: \(error)") }
         let total = try parseMemoryBudget(budget, totalExpertBytes: scenario.totalExpertBytes)
         let plan: BudgetPlan
-        do { plan = try scenario.planner(curves: scenario.curves()).plan(totalBudget: total) } catch { throw CLIError("--plan auto: \(error)") }
-        print("plan (trace \(path), link \(fmt(link / 1e9, 3)) GB/s, memory \(fmt(mem / 1e9)) GB/s): θ_l "
-              + plan.thetas.map { fmt($0, 2) }.joined(separator: " ") + "; predicted \(fmt(plan.timePerToken * 1e3, 2)) ms a token")
-        return plan.enginePlan
+        var planner = scenario.planner(curves: scenario.curves())
+        let tune = try tuning()
+        planner.prefetchIntoCache = tune.moepicIntoCache
+        planner.allowNoPrefetch = tune.plannerMayStopPrefetch
+        do { plan = try planner.plan(totalBudget: total) } catch { throw CLIError("--plan auto: \(error)") }
+        print("plan (trace \(path), link \(fmt(hw.loadBandwidth / 1e9, 3)) GB/s, expert compute \(fmt(scenario.timings[0].expertCompute * 1e6, 0)) us): θ_l "
+              + plan.thetas.map { fmt($0, 2) }.joined(separator: " ") + ", prefetch in \(plan.layers.filter(\.prefetch).count) of \(s.layers) layers"
+              + "; predicted \(fmt(plan.timePerToken * 1e3, 2)) ms a token")
+        return plan.enginePlan(shape: s, elementBytes: profile.dtypeBytes, budget: Int(total), tuning: try tuning())
     }
 }
 

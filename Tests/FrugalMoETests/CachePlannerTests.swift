@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FrugalModels
 @testable import FrugalMoE
 
 /// Concave synthetic hit-rate curves: h_l(n) = (1 − e^{−n/τ_l}) scaled to h(E) = 1.
@@ -55,10 +56,11 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
                     // Fixed-point property: θ* = argmin_θ T(θ, h(⌊B/(θ*S)⌋)).
                     let n = pl.tops(l, budget: B, theta: fp.theta)
                     #expect(pl.bestTheta(l, hit: pl.curves.h(l, n), tops: n) == fp.theta)
-                    // The solver's answer is the minimum over every grid θ.
+                    // The solver's answer is the minimum over every grid θ, with and without prefetching.
                     let s = pl.solveLayer(l, budget: B)
-                    let brute = (0...32).map { pl.layerTime(l, budget: B, theta: Double($0) / 32) }.min()!
+                    let brute = [true, false].flatMap { pf in (0...32).map { pl.layerTime(l, budget: B, theta: Double($0) / 32, prefetch: pf) } }.min()!
                     #expect(abs(s.time - brute) <= 1e-15 + 1e-12 * brute)
+                    #expect(abs(pl.layerTime(l, budget: B, theta: s.theta, prefetch: s.prefetch) - s.time) <= 1e-15)
                     #expect(s.time <= pl.layerTime(l, budget: B, theta: fp.theta) + 1e-15)
                 }
             }
@@ -127,9 +129,13 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         let plan = try pl.plan(totalBudget: total)
         #expect(plan.layers.count == 4)
         #expect(plan.budgets.reduce(0, +) <= total - pl.staging(thetas: plan.thetas) + 1)
-        // The engine's staging rule: k whole experts prefetched + k bottoms of the smallest θ.
+        // The engine's staging rule for MoEpic (prefetches staged): k whole experts + k demand-loaded bottoms of the
+        // smallest θ; with prefetched tops into the caches, k prefetched bottoms + k demand-loaded bottoms.
         let S = sc.expertBytes[0], minTheta = plan.thetas.min()!
         #expect(abs(pl.staging(thetas: plan.thetas) - (6 * S + 6 * (1 - minTheta) * S)) < 1)
+        var into = pl
+        into.prefetchIntoCache = true
+        #expect(abs(into.staging(thetas: plan.thetas) - 12 * (1 - minTheta) * S) < 1)
         #expect(plan.timePerToken <= pl.bestUniform(totalBudget: total).timePerToken + 1e-15)
     }
 }
@@ -304,5 +310,138 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         do { _ = try ModelProfile.read(configPath: path); Issue.record("expected an error") } catch {
             #expect("\(error)".contains("missing or invalid num_hidden_layers"))
         }
+    }
+}
+
+@Suite struct CalibrationTests {
+    @Test func calibratedProfileGivesTheMeasuredTimings() throws {
+        let c = EngineCalibration(expertBytes: 3e6, expertSeconds: 3e-4, attentionSeconds: 5e-5, tier: "disk",
+                                  loadBandwidth: 1.5e9, loadLatency: 4e-5, ioThreads: 2, loadAverage: 1)
+        let hw = c.hardware
+        #expect(abs(hw.expertCompute(bytes: 3e6) - 3e-4) < 1e-15 && abs(hw.expertCompute(bytes: 1.5e6) - 1.5e-4) < 1e-15)
+        #expect(hw.attention(bytes: 1e9) == 5e-5)          // measured, whatever the dense bytes
+        #expect(hw.loadBandwidth == 1.5e9 && hw.linkLatency == 4e-5 && hw.chunkBytes == 1_048_576)
+        #expect(abs(c.computeToLoad - 3e-4 / (4e-5 + 2e-3)) < 1e-12)
+        let path = tempPath("calib.json")
+        defer { unlink(path) }
+        try c.write(path: path)
+        #expect(try EngineCalibration.read(path: path) == c)
+        try "{\"expertBytes\": 1}".write(toFile: path, atomically: true, encoding: .utf8)
+        do { _ = try EngineCalibration.read(path: path); Issue.record("read a partial profile") } catch let e as MoETraceError {
+            #expect(e.description.contains(path) && e.description.contains("not an engine calibration"))
+        }
+    }
+
+    @Test func computeFromAFullRun() {
+        var s = OffloadStats()
+        s.decodeComputeSeconds = 0.8e-3; s.decodeExpertsComputed = 4   // 0.2 ms a whole expert
+        let (c, a) = EngineCalibration.compute(fullStats: s, tpot: 2e-3, layers: 4, topK: 2)
+        #expect(abs(c - 2e-4) < 1e-15 && abs(a - (5e-4 - 4e-4)) < 1e-15)
+    }
+
+    @Test func tierMeasurementThroughTheLoadPath() throws {
+        // A 2 MB/s link and 48 KiB experts: every transfer takes at least bytes / bandwidth; the fit is near the
+        // link's bandwidth (wake-ups on a busy machine move it a little either way).
+        let src = SyntheticSource(shape: MoEShape(layers: 2, experts: 3, topK: 1, hidden: 64, intermediate: 64), dtype: .float32)
+        let tier = try HostLinkTier(source: src, bandwidth: 2e6)
+        let (bw, lat) = try EngineCalibration.measureTier(tier, rounds: 2, batch: 2)
+        #expect(bw.isFinite && bw > 0.2 * 2e6 && bw <= 1.25 * 2e6, "bandwidth \(bw)")
+        #expect(lat.isFinite && lat >= 0)
+    }
+}
+
+@Suite struct MultiTurnReplayTests {
+    @Test func severalPromptsReplayInOrderAndTimeDecodeSteps() throws {
+        // Two turns of one layer, two experts, top-1: prompt tokens (phase 0) warm the cache, decode steps are timed.
+        let S = 999_999.0   // divisible by 3: the engine's shape for a trace without a profile has S exactly
+        var t = RoutingTrace(layers: 1, experts: 2, topK: 1, expertBytes: [Int(S)])
+        let seq: [(Int, Int, Int)] = [(0, 0, 0), (0, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0), (1, 1, 0)]  // turn, phase, expert
+        var step = [0, 0]
+        for (turn, phase, e) in seq {
+            t.rows.append(RoutingTraceRow(turn: turn, phase: phase, step: step[turn], layer: 0, slot: 0, expert: e, weight: 1))
+            step[turn] += 1
+        }
+        var hw = HardwareProfile(name: "t", linkBandwidth: 1e9, linkLatency: 0, memoryBandwidth: 5e9, efficiency: 1,
+                                 kernelOverhead: 0, attentionOverhead: 0)
+        hw.attentionSeconds = 1e-4
+        let sc = try SimScenario.make(trace: t, profile: nil, hardware: hw, predictorAccuracy: 0)
+        #expect(sc.tokens.map(\.phase) == [0, 1, 1, 0, 1, 1] && sc.timedMask == [false, true, true, false, true, true])
+        // LRU with one slot: a miss costs a load of S / 1 GB/s.
+        let lru = try sc.enginePolicy(.lru, totalBudget: 1e6, plan: nil)
+        let r = sc.simulate(lru)
+        // Turn 0 decodes [0, 1] after prompt [0]: hit then miss; turn 1 decodes [0, 0] after prompt [1]: miss, hit.
+        let hit = 1e-4 + S / 5e9, miss = 1e-4 + S / 1e9 + S / 5e9
+        #expect(r.turnTpot.count == 2 && abs(r.turnTpot[0] - (hit + miss) / 2) < 1e-12 && abs(r.turnTpot[1] - (miss + hit) / 2) < 1e-12)
+        #expect(r.tokens == 4 && abs(r.medianTurnTpot - (hit + miss) / 2) < 1e-12)
+    }
+}
+
+@Suite struct PrefetchChoiceTests {
+    @Test func plannerTurnsPrefetchOffWhereWrongPredictionsCostTheLinkMore() {
+        // Loads dwarf compute (S/BW = 1 ms, c = 0.02 ms): at accuracy 0.5, half the prefetched bytes are wasted
+        // on a saturated link and the window hides almost nothing, so demand loading is faster; at accuracy 1
+        // prefetching hides the window and wastes nothing.
+        let curves = syntheticCurves(layers: 2, experts: 8) { _ in 3 }
+        for (p, expectOn) in [(0.5, false), (1.0, true)] {
+            let pl = CachePlanner(timings: timings(layers: 2, c: 2e-5, p: p), curves: curves, topK: 2, thetaSteps: 16)
+            let s = pl.solveLayer(1, budget: 2e6)
+            #expect(s.prefetch == expectOn, "accuracy \(p)")
+            let other = (0...16).map { pl.layerTime(1, budget: 2e6, theta: Double($0) / 16, prefetch: !expectOn) }.min()!
+            #expect(s.time < other)
+            var strict = pl
+            strict.allowNoPrefetch = false
+            #expect(strict.solveLayer(1, budget: 2e6).prefetch)
+        }
+    }
+
+    @Test func policyPrefetchesOnlyWhereThePlanSays() {
+        let shape = MoEShape(layers: 3, experts: 4, topK: 1, hidden: 4, intermediate: 4)
+        let lay = SegmentLayout(shape: shape, elementBytes: 4, theta: [1, 1, 1])
+        let S = lay.expertBytes
+        let p = SegmentCachePolicy.moepic(layout: lay, plan: CachePlan(theta: [1, 1, 1], layerBudget: [S, S, S], prefetch: [true, false, true]),
+                                          stagingBytes: S, prefetchIntoCache: true)
+        #expect(p.prefetch(layer: 1, predicted: [2]).isEmpty)
+        #expect(p.prefetch(layer: 2, predicted: [2]) == [.load(SegmentID(layer: 2, expert: 2, part: .top), demand: false, cached: true)])
+    }
+}
+
+@Suite struct StreamingTests {
+    @Test func streamingComputesChunksAsTheyLand() {
+        // One layer, top-1, MoEpic at θ = 0 (no cache): the expert (1.2 MB, 1.2 ms + 0.01 ms to load) loads on demand
+        // in four 0.3 MB chunks landing 0.3 ms apart; each chunk computes in 0.06 ms as soon as it lands.
+        let shape = MoEShape(layers: 1, experts: 2, topK: 1, hidden: 1000, intermediate: 100)
+        let lay = SegmentLayout(shape: shape, elementBytes: 4, theta: [0])
+        #expect(lay.expertBytes == 1_200_000)
+        let tm = LayerTiming(expertBytes: 1.2e6, loadBandwidth: 1e9, loadLatency: 1e-5, expertCompute: 2.4e-4, attention: 1e-4,
+                             predictorAccuracy: 1)
+        var tok = TokenRouting(turn: 0, phase: 1, step: 0, layers: 1)
+        tok.experts[0] = [(slot: 0, expert: 1, weight: 1)]
+        var sim = MoESimulator(timings: [tm])
+        sim.chunkBytes = 3e5
+        for stream in [true, false] {
+            let p = SegmentCachePolicy.moepic(layout: lay, plan: CachePlan(theta: [0], layerBudget: [0]), stagingBytes: lay.expertBytes)
+            p.streamsChunks = stream
+            let r = sim.run(policy: EnginePolicySim(p), tokens: [tok], experts: 2)
+            // Streaming: last chunk lands at 0.1 + 0.01 + 1.2 = 1.31 ms, computes to 1.37; whole: 1.31 + 0.24 = 1.55 ms.
+            #expect(abs(r.tpot - (stream ? 1.37e-3 : 1.55e-3)) < 1e-12, "stream \(stream): \(r.tpot)")
+        }
+    }
+}
+
+@Suite struct PlanRefinementTests {
+    @Test func refinedPlanIsNoSlowerThanItsStartsAndFitsTheBudget() throws {
+        let t = try RoutingTrace.read(path: try fixturePath("qwen3-sample.route.csv"))
+        let hw = HardwareProfile.cpu(linkBandwidth: 2e9, memoryBandwidth: 20e9)
+        let sc = try SimScenario.make(trace: t, profile: .qwen3MoE, hardware: hw, predictorAccuracy: 0.8)
+        let pl = sc.planner(curves: sc.curves(), thetaSteps: 16, budgetUnits: 32)
+        let total = sc.totalExpertBytes / 4
+        let analytic = try pl.plan(totalBudget: total)
+        let r = try sc.refine(analytic, planner: pl, totalBudget: total, thetaSteps: 4, sweeps: 1)
+        #expect(r.refinedTime <= r.analyticTime && r.refinedTime <= r.uniformTime)
+        #expect(r.evaluations >= 6)
+        // The refined plan runs in the budget, and simulating it again gives the time reported.
+        let pol = try sc.enginePolicy(.moepic, totalBudget: total, cachePlan: r.plan)
+        #expect(pol.policy.plan.totalCacheBytes + pol.policy.stagingBytes <= Int(total))
+        #expect(abs(sc.simulate(pol, seed: 7).tpot - r.refinedTime) < 1e-12)
     }
 }

@@ -52,7 +52,9 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
             for theta in (kind == .moepic ? [0, 0.25, 0.4, 1] : [1.0]) {
                 let budget = kind == .full ? total : total / 2
                 let p = try PolicyFactory.make(kind, shape: Self.shape, elementBytes: dtype.size, budget: budget, theta: theta)
-                let exec = try OffloadingExecutor(policy: p, tier: tier, budget: budget, source: src)
+                // Loads in chunks of three rows (several chunks a segment, pieces across page runs).
+                let exec = try OffloadingExecutor(policy: p, tier: tier, budget: budget, source: src,
+                                                  chunkBytes: 3 * ExpertSplit.rowBytes(hidden: 16, dtype: dtype))
                 let err = try checkAgainstReference(exec, source: src, steps: 6, seed: 11)
                 #expect(err <= 1e-5, "\(kind) θ=\(theta): relative error \(err)")
                 let st = exec.stats
@@ -157,5 +159,17 @@ func checkAgainstReference(_ exec: ExpertExecutor, source: SyntheticSource, step
         _ = pred.predict(layer: 1, from: x)
         pred.record(layer: 1, actual: p)
         #expect(pred.accuracy == 0.75)
+    }
+}
+
+@Suite struct LoadChunkTests {
+    @Test func segmentsAreCutIntoChunksAcrossPageRuns() {
+        // Rows 2..<12 in two page runs (3 and 7 pages), chunks of 4 rows.
+        let e = LoadEngine.Entry(seg: SegmentID(layer: 0, expert: 0, part: .top), rows: 2..<12, runs: [0..<3, 7..<14],
+                                 demand: true, chunkRows: 4)
+        #expect(e.pieces.map { [$0.row, $0.count, $0.page] } == [[2, 3, 0], [5, 1, 7], [6, 4, 8], [10, 2, 12]])
+        #expect(e.chunks == [0..<2, 2..<3, 3..<4])
+        // Every row read once, into its page.
+        #expect(e.pieces.reduce(0) { $0 + $1.count } == 10)
     }
 }

@@ -112,3 +112,89 @@ extension PolicyTests {
         #expect(p.layout.splitRow[0] > 3)  // raised
     }
 }
+
+extension PolicyTests {
+    /// 2 layers x 4 experts, top-1, whole experts (θ = 1), two experts' room per layer.
+    static let twoLayer = MoEShape(layers: 2, experts: 4, topK: 1, hidden: 4, intermediate: 4)
+
+    @Test func prefetchIntoCacheEvictsTheLeastRecentTopAndNeedsNoStaging() {
+        let lay = SegmentLayout(shape: Self.twoLayer, elementBytes: 4, theta: [1, 1])
+        let S = lay.expertBytes
+        let p = SegmentCachePolicy.prefetch(layout: lay, layerBudget: [2 * S, 2 * S], stagingBytes: 0, intoCache: true)
+        for e in [0, 1] { _ = p.access(layer: 1, experts: [e]); _ = p.release(layer: 1) }   // layer 1 caches 0, 1 (0 older)
+        let t = { (e: Int) in SegmentID(layer: 1, expert: e, part: .top) }
+        // Predicting 2 at layer 1: it goes straight into the cache in place of 0 (least recent).
+        #expect(p.prefetch(layer: 1, predicted: [2]) == [.drop(t(0)), .load(t(2), demand: false, cached: true)])
+        #expect(p.cachedExperts(layer: 1) == [1, 2] && p.stagedBytes == 0)
+        // Not a cache hit (a prefetch put it there), but a hit with no demand load, helped by the prefetch.
+        #expect(!p.isCacheHit(layer: 1, expert: 2) && p.isCacheHit(layer: 1, expert: 1))
+        #expect(p.access(layer: 1, experts: [2]).isEmpty)
+        _ = p.release(layer: 1)
+        #expect(p.stats[1].prefetchHits == 1 && p.stats[1].hits == 1 && p.stats[1].cacheHits == 0)
+        // Once used it is an ordinary cached top.
+        #expect(p.isCacheHit(layer: 1, expert: 2))
+        // A misprediction (3, in place of 1) is dropped when the layer routes elsewhere: a transfer in flight
+        // stops, and the next miss takes the freed slot without evicting the used 2.
+        #expect(p.prefetch(layer: 1, predicted: [3]).first == .drop(t(1)))
+        #expect(p.access(layer: 1, experts: [2]) == [.drop(t(3))])
+        #expect(p.stats[1].wastedPrefetches == 1 && p.cachedExperts(layer: 1) == [2])
+        _ = p.release(layer: 1)
+        #expect(p.access(layer: 1, experts: [0]) == [.load(t(0), demand: true, cached: true)])
+    }
+
+    @Test func prefetchesNeverEvictEachOtherAndRespectStaging() {
+        // Budget of one top per layer, two predicted experts (top-1 plus one extra), no staging: only the first
+        // prediction is prefetched (the cache cannot hold both, staging holds nothing).
+        let lay = SegmentLayout(shape: Self.twoLayer, elementBytes: 4, theta: [1, 1])
+        let S = lay.expertBytes
+        let p = SegmentCachePolicy.prefetch(layout: lay, layerBudget: [S, S], stagingBytes: 0, intoCache: true)
+        p.prefetchLimit = 2
+        let acts = p.prefetch(layer: 1, predicted: [2, 3])
+        #expect(acts == [.load(SegmentID(layer: 1, expert: 2, part: .top), demand: false, cached: true)])
+        #expect(p.cachedBytes(layer: 1) <= S && p.stagedBytes == 0)
+        // Into staging instead: the reserve bounds what is prefetched.
+        let q = SegmentCachePolicy.prefetch(layout: lay, layerBudget: [S, S], stagingBytes: S, intoCache: false)
+        q.prefetchLimit = 2
+        #expect(q.prefetch(layer: 1, predicted: [2, 3]) == [.load(SegmentID(layer: 1, expert: 2, part: .top), demand: false, cached: false)])
+        #expect(q.stagedBytes == S)
+    }
+
+    @Test func moepicPrefetchesTopsIntoCacheAndBottomsIntoStaging() {
+        let shape = MoEShape(layers: 2, experts: 4, topK: 1, hidden: 4, intermediate: 4)
+        let lay = SegmentLayout(shape: shape, elementBytes: 4, theta: [0.5, 0.5])
+        let top = lay.topBytes(layer: 1), bottom = lay.expertBytes - top
+        let plan = CachePlan(theta: [0.5, 0.5], layerBudget: [2 * top, 2 * top])
+        let p = SegmentCachePolicy.moepic(layout: lay, plan: plan, stagingBytes: 2 * bottom, prefetchIntoCache: true)
+        let acts = p.prefetch(layer: 1, predicted: [3])
+        #expect(acts == [.load(SegmentID(layer: 1, expert: 3, part: .top), demand: false, cached: true),
+                         .load(SegmentID(layer: 1, expert: 3, part: .bottom), demand: false, cached: false)])
+        #expect(p.stagedBytes == bottom && p.cachedBytes(layer: 1) == top)
+        #expect(p.access(layer: 1, experts: [3]).isEmpty)
+        _ = p.release(layer: 1)
+        #expect(p.stagedBytes == 0 && p.isCacheHit(layer: 1, expert: 3))
+    }
+
+    @Test func factoryStagingFollowsWherePrefetchesGo() throws {
+        // 8 layers x 8 experts, top-2, at 25% of the expert bytes (16 experts).
+        let shape = MoEShape(layers: 8, experts: 8, topK: 2, hidden: 4, intermediate: 8)
+        let S = SegmentLayout(shape: shape, elementBytes: 4, theta: Array(repeating: 1, count: 8)).expertBytes
+        let budget = 16 * S
+        let into = try PolicyFactory.make(.prefetch, shape: shape, elementBytes: 4, budget: budget)
+        #expect(into.stagingBytes == 0 && into.plan.layerBudget.allSatisfy { $0 == 2 * S })
+        let reserve = try PolicyFactory.make(.prefetch, shape: shape, elementBytes: 4, budget: budget,
+                                             tuning: PolicyTuning(prefetchIntoCache: false))
+        // A reserve of two experts leaves 1.75 experts a layer: fewer than top-k, so demand loads need staging too.
+        #expect(reserve.stagingBytes == 4 * S && reserve.plan.layerBudget.allSatisfy { $0 == 12 * S / 8 })
+        // MoEpic at θ = 0.5 stages prefetches by default: demand bottoms 2·S/2 + two prefetched experts 2·S.
+        let mo = try PolicyFactory.make(.moepic, shape: shape, elementBytes: 4, budget: budget, theta: 0.5, raiseTheta: false)
+        #expect(!mo.prefetchIntoCache && mo.stagingBytes == 3 * S && mo.layout.splitRow.allSatisfy { $0 == 4 })
+        #expect(mo.plan.totalCacheBytes + mo.stagingBytes <= budget)
+        // Prefetched tops into the cache instead: demand bottoms + prefetched bottoms = 2·S/2 + 2·S/2.
+        let moInto = try PolicyFactory.make(.moepic, shape: shape, elementBytes: 4, budget: budget, theta: 0.5,
+                                            tuning: PolicyTuning(prefetchIntoCache: true), raiseTheta: false)
+        #expect(moInto.prefetchIntoCache && moInto.stagingBytes == 2 * S)
+        // θ = 0 (no cache): demand and prefetched experts are whole.
+        let zero = try PolicyFactory.make(.moepic, shape: shape, elementBytes: 4, budget: budget, theta: 0, raiseTheta: false)
+        #expect(zero.stagingBytes == 4 * S && zero.layout.splitRow.allSatisfy { $0 == 0 })
+    }
+}

@@ -31,6 +31,25 @@ import FrugalNN
         #expect(inference.config.eosTokenIDs == [256])
     }
 
+    /// A saved model loads back into a fresh training model (to train longer): every parameter equal; a
+    /// checkpoint of other sizes is refused with the tensor named.
+    @Test func loadContinuesFromASavedModel() throws {
+        let model = MoETrainingModel(config: Self.tinyConfig(), seed: 7)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moe-train-load-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try model.save(to: dir)
+        let other = MoETrainingModel(config: Self.tinyConfig(), seed: 8)
+        try other.load(from: dir)
+        let a = model.stateDict(), b = other.stateDict()
+        #expect(a.keys.sorted() == b.keys.sorted())
+        for (k, t) in a { #expect(t.array == b[k]!.array, "\(k)") }
+        var cfg = Self.tinyConfig()
+        cfg.expertIntermediate = 12
+        do { try MoETrainingModel(config: cfg, seed: 1).load(from: dir); Issue.record("loaded other sizes") } catch let e as MoEError {
+            #expect("\(e)".contains("has shape"))
+        }
+    }
+
     /// A few steps on one batch lower the loss, and the router and every used expert get gradients.
     @Test func trainingStepsLowerLossAndReachRouter() throws {
         let model = MoETrainingModel(config: Self.tinyConfig(), seed: 3)

@@ -20,44 +20,86 @@ extension SegmentCachePolicy {
     }
 
     /// `prefetch`: whole experts in per-layer LRU caches, plus next-layer prediction: while layer
-    /// l computes, the predicted experts of layer l+1 that are not cached are loaded into staging,
-    /// and enter the cache when used (the AdapMoE / ProMoE design; mispredictions are dropped
-    /// without polluting the cache).
-    public static func prefetch(layout: SegmentLayout, layerBudget: [Int], stagingBytes: Int) -> SegmentCachePolicy {
+    /// l computes, the predicted experts of layer l+1 that are not cached are loaded (the AdapMoE /
+    /// ProMoE design). With `intoCache` a prefetched expert goes straight into its layer's cache,
+    /// evicting the least recently used one (ProMoE's cache is the only buffer, so no bytes are held
+    /// back for prefetches); without, it goes into a staging reserve and enters the cache when used.
+    public static func prefetch(layout: SegmentLayout, layerBudget: [Int], stagingBytes: Int,
+                                intoCache: Bool = true) -> SegmentCachePolicy {
         SegmentCachePolicy(name: "prefetch", layout: layout,
                            plan: CachePlan(theta: Array(repeating: 1, count: layerBudget.count), layerBudget: layerBudget),
-                           stagingBytes: stagingBytes, usesPrediction: true, ranking: LRURanking())
+                           stagingBytes: stagingBytes, usesPrediction: true, ranking: LRURanking(), prefetchIntoCache: intoCache)
+    }
+}
+
+/// Design choices of the predicting policies (`prefetch`, `moepic`) that the study varies; the
+/// defaults are the design measured in docs/BENCHMARKS.md.
+public struct PolicyTuning: Sendable, Equatable, Codable {
+    /// Prefetched tops (whole experts at θ = 1) go into their layer's cache, evicting its
+    /// lowest-ranked tops, so no staging is reserved for them (true); or a staging reserve holds
+    /// prefetches until they are used, so a wrong prediction evicts nothing (false). nil: each
+    /// policy's own choice: `prefetch` into the cache (ProMoE's design, and faster for it),
+    /// `moepic` into staging (faster for it: its tops are small, and mispredictions pollute a
+    /// cache of few tops).
+    public var prefetchIntoCache: Bool? = nil
+    /// Where the `prefetch` baseline puts prefetched experts.
+    public var baselineIntoCache: Bool { prefetchIntoCache ?? true }
+    /// Where MoEpic puts prefetched tops.
+    public var moepicIntoCache: Bool { prefetchIntoCache ?? false }
+    /// Experts prefetched per layer beyond topK: the next most likely by the router's logits.
+    public var extraPrefetch = 0
+    /// MoEpic's priority P = μ·ρ^(ν/ω): decay per window and window (tokens).
+    public var rho = 0.25, omega = 128.0
+    /// MoEpic admits a missed top only when its priority is at least the victim's.
+    public var admitByScore = false
+    /// MoEpic computes a segment still loading chunk by chunk as its chunks land (`streamsChunks`).
+    public var streamChunks = true
+    /// The planner may turn prefetching off in layers where it does not pay (`CachePlanner.allowNoPrefetch`).
+    public var plannerMayStopPrefetch = true
+    public init(prefetchIntoCache: Bool? = nil, extraPrefetch: Int = 0, rho: Double = 0.25, omega: Double = 128,
+                admitByScore: Bool = false, streamChunks: Bool = true, plannerMayStopPrefetch: Bool = true) {
+        self.prefetchIntoCache = prefetchIntoCache; self.extraPrefetch = extraPrefetch
+        self.rho = rho; self.omega = omega; self.admitByScore = admitByScore; self.streamChunks = streamChunks
+        self.plannerMayStopPrefetch = plannerMayStopPrefetch
     }
 }
 
 /// Builds a policy from `--policy`, a total fast-tier budget and (for MoEpic) a θ or a plan.
 public enum PolicyFactory {
-    /// Staging bytes a policy needs at most: its current layer's transient segments (nothing when
-    /// every routed top is admitted to a cache that holds topK of them and there is no bottom)
-    /// plus one layer's prefetches.
+    /// Staging bytes a policy needs at most: the current layer's transient segments (demand-loaded
+    /// bottoms, and whole experts in a layer whose cache cannot admit topK tops) plus one layer's
+    /// prefetched segments (bottoms only when prefetched tops go into the caches, else whole
+    /// experts), `prefetchExperts` of them, over the layers the plan prefetches.
     public static func stagingBytes(layout: SegmentLayout, plan: CachePlan, caches: Bool, admitAlways: Bool,
-                                     prefetches: Bool) -> Int {
+                                     prefetches: Bool, prefetchIntoCache: Bool = false, prefetchExperts: Int? = nil) -> Int {
         let k = layout.shape.topK, S = layout.expertBytes
-        var demand = 0
+        let kp = prefetchExperts ?? k
+        var demand = 0, pre = 0
         for l in 0..<layout.shape.layers {
             let top = layout.topBytes(layer: l), bottom = S - top
-            let topsAdmitted = caches && admitAlways && top > 0 && plan.layerBudget[l] >= k * top
-            demand = max(demand, k * (topsAdmitted ? bottom : S))
+            let holdsK = caches && top > 0 && plan.layerBudget[l] >= k * top
+            demand = max(demand, k * (holdsK && admitAlways ? bottom : S))
+            if plan.prefetch?[l] ?? true { pre = max(pre, kp * (holdsK && prefetchIntoCache ? bottom : S)) }
         }
-        return demand + (prefetches ? k * S : 0)
+        return demand + (prefetches ? pre : 0)
     }
 
     /// A policy of `kind` within `budget` bytes of fast tier (caches + staging).
     /// - Parameters:
     ///   - theta: MoEpic's uniform split ratio when `plan` is nil.
     ///   - plan: MoEpic's per-layer θ_l and B_l (Σ B_l + staging must fit the budget).
+    ///   - tuning: design choices of `prefetch` and `moepic`.
+    ///   - raiseTheta: MoEpic with a uniform θ raises θ_l where the layer's budget holds every top with room
+    ///     to spare (false: exactly `theta`, e.g. θ = 0 for prefetch without a cache).
     /// - Throws: `OffloadError.budget` when the budget is below one layer's working set (topK
     ///   experts), or below all experts for `full`, or when the plan does not fit.
     public static func make(_ kind: PolicyKind, shape: MoEShape, elementBytes: Int, budget: Int,
-                            theta: Double = 0.4, plan: CachePlan? = nil, admitByScore: Bool = false) throws -> SegmentCachePolicy {
+                            theta: Double = 0.4, plan: CachePlan? = nil,
+                            tuning: PolicyTuning = PolicyTuning(), raiseTheta: Bool = true) throws -> SegmentCachePolicy {
         let L = shape.layers
         let whole = SegmentLayout(shape: shape, elementBytes: elementBytes, theta: Array(repeating: 1, count: L))
         let S = whole.expertBytes, working = shape.topK * S
+        let kp = shape.topK + max(0, tuning.extraPrefetch)
         func mib(_ b: Int) -> String { String(format: "%.2f MiB", Double(b) / 1048576) }
         if kind == .full {
             guard budget >= whole.totalExpertBytes else {
@@ -68,64 +110,71 @@ public enum PolicyFactory {
         guard budget >= working else {
             throw OffloadError.budget("\(budget) B (\(mib(budget))) is smaller than one layer's working set: top-\(shape.topK) experts x \(S) B = \(working) B (\(mib(working)))")
         }
-        // Split the budget: staging first (as small as the policy allows), the rest over layers.
-        func layered(theta: [Double], prefetches: Bool, admitAlways: Bool) throws -> (SegmentLayout, CachePlan, Int) {
+        // Split the budget: staging first (as small as the policy allows), the rest equally over layers.
+        func layered(theta: [Double], prefetches: Bool, admitAlways: Bool, into: Bool = false) throws -> (SegmentLayout, CachePlan, Int) {
             let lay = SegmentLayout(shape: shape, elementBytes: elementBytes, theta: theta)
+            func staging(_ p: CachePlan) -> Int {
+                stagingBytes(layout: lay, plan: p, caches: true, admitAlways: admitAlways, prefetches: prefetches,
+                             prefetchIntoCache: into, prefetchExperts: kp)
+            }
             if let plan {
-                let st = stagingBytes(layout: lay, plan: plan, caches: true, admitAlways: admitAlways, prefetches: prefetches)
+                let st = staging(plan)
                 guard plan.totalCacheBytes + st <= budget else {
                     throw OffloadError.budget("plan caches \(plan.totalCacheBytes) B + staging \(st) B exceed the budget \(budget) B")
                 }
                 return (lay, plan, st)
             }
-            // Try the smaller staging; fall back to the larger when the layer caches get too small.
-            var best: (SegmentLayout, CachePlan, Int)? = nil
-            for guess in [0, working] {
-                let base = guess + (prefetches ? working : 0)
-                let minStage = stagingBytes(layout: lay, plan: CachePlan(theta: theta, layerBudget: Array(repeating: Int.max / 4, count: L)),
-                                            caches: true, admitAlways: admitAlways, prefetches: prefetches)
-                let reserve = max(base, minStage)
-                if reserve > budget { continue }
+            // The staging when every layer holds topK tops, else the largest (nothing admitted).
+            let small = staging(CachePlan(theta: theta, layerBudget: Array(repeating: Int.max / 4, count: L)))
+            let large = staging(CachePlan(theta: theta, layerBudget: Array(repeating: 0, count: L)))
+            for reserve in [small, large] where reserve <= budget {
                 let p = CachePlan(theta: theta, layerBudget: Array(repeating: (budget - reserve) / L, count: L))
-                let need = stagingBytes(layout: lay, plan: p, caches: true, admitAlways: admitAlways, prefetches: prefetches)
-                if need <= reserve { best = (lay, p, need); break }
+                let need = staging(p)
+                if need <= reserve { return (lay, p, need) }
             }
-            guard let best else {
-                throw OffloadError.budget("\(budget) B (\(mib(budget))) cannot hold policy \(kind.rawValue)'s staging of \(working + (prefetches ? working : 0)) B")
-            }
-            return best
+            throw OffloadError.budget("\(budget) B (\(mib(budget))) cannot hold policy \(kind.rawValue)'s staging of \(small) B")
         }
+        let ones = Array(repeating: 1.0, count: L)
         switch kind {
         case .full: fatalError("handled above")
         case .onDemand:
             return .onDemand(layout: whole, stagingBytes: working)
         case .lru:
-            let (lay, p, st) = try layered(theta: Array(repeating: 1, count: L), prefetches: false, admitAlways: true)
+            let (lay, p, st) = try layered(theta: ones, prefetches: false, admitAlways: true)
             return .lru(layout: lay, layerBudget: p.layerBudget, stagingBytes: st)
         case .lfu:
-            let (lay, p, st) = try layered(theta: Array(repeating: 1, count: L), prefetches: false, admitAlways: true)
+            let (lay, p, st) = try layered(theta: ones, prefetches: false, admitAlways: true)
             return .lfu(layout: lay, layerBudget: p.layerBudget, stagingBytes: st)
         case .prefetch:
-            let (lay, p, st) = try layered(theta: Array(repeating: 1, count: L), prefetches: true, admitAlways: true)
-            return .prefetch(layout: lay, layerBudget: p.layerBudget, stagingBytes: st)
+            let (lay, p, st) = try layered(theta: ones, prefetches: true, admitAlways: true, into: tuning.baselineIntoCache)
+            let pol = SegmentCachePolicy.prefetch(layout: lay, layerBudget: p.layerBudget, stagingBytes: st, intoCache: tuning.baselineIntoCache)
+            pol.prefetchLimit = kp
+            return pol
         case .moepic:
-            if plan != nil {
-                let (lay, p, st) = try layered(theta: plan!.theta, prefetches: true, admitAlways: !admitByScore)
-                return .moepic(layout: lay, plan: p, stagingBytes: st, admitByScore: admitByScore)
+            let ranking = MoEpicRanking(rho: tuning.rho, omega: tuning.omega)
+            func build(_ r: (SegmentLayout, CachePlan, Int)) -> SegmentCachePolicy {
+                let pol = SegmentCachePolicy.moepic(layout: r.0, plan: r.1, stagingBytes: r.2, ranking: ranking,
+                                                    admitByScore: tuning.admitByScore, prefetchIntoCache: tuning.moepicIntoCache)
+                pol.prefetchLimit = kp
+                pol.streamsChunks = tuning.streamChunks
+                return pol
+            }
+            if let plan {
+                return build(try layered(theta: plan.theta, prefetches: true, admitAlways: !tuning.admitByScore, into: tuning.moepicIntoCache))
             }
             // Uniform θ, raised where a layer's budget holds the tops of all E experts with room
             // to spare (n_l = ⌊B_l/(θS)⌋ ≥ E): θ_l = min(1, B_l/(E·S)), so no budget stays unused.
             // Two rounds, since the staging (and so B_l) shrinks as θ grows.
             var th = Array(repeating: theta, count: L)
-            var (lay, p, st) = try layered(theta: th, prefetches: true, admitAlways: !admitByScore)
-            for _ in 0..<2 {
-                let grown = zip(th, p.layerBudget).map { t, b in max(t, min(1, Double(b) / Double(shape.experts * S))) }
+            var r = try layered(theta: th, prefetches: true, admitAlways: !tuning.admitByScore, into: tuning.moepicIntoCache)
+            for _ in 0..<(raiseTheta ? 2 : 0) {
+                let grown = zip(th, r.1.layerBudget).map { t, b in max(t, min(1, Double(b) / Double(shape.experts * S))) }
                 if grown == th { break }
                 let next = try layered(theta: grown.map { g in (g * Double(shape.intermediate)).rounded(.down) / Double(shape.intermediate) },
-                                       prefetches: true, admitAlways: !admitByScore)
-                th = grown; (lay, p, st) = next
+                                       prefetches: true, admitAlways: !tuning.admitByScore, into: tuning.moepicIntoCache)
+                th = grown; r = next
             }
-            return .moepic(layout: lay, plan: p, stagingBytes: st, admitByScore: admitByScore)
+            return build(r)
         }
     }
 }

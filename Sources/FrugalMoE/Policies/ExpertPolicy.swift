@@ -60,10 +60,14 @@ public struct CachePlan: Sendable, Codable, Equatable {
     public var theta: [Double]
     /// B_l per layer: bytes of cached segments layer l may hold.
     public var layerBudget: [Int]
+    /// Per layer, whether its predicted experts are prefetched (nil: every layer; the planner turns it off
+    /// where prediction costs more than it hides).
+    public var prefetch: [Bool]?
 
-    public init(theta: [Double], layerBudget: [Int]) {
+    public init(theta: [Double], layerBudget: [Int], prefetch: [Bool]? = nil) {
         precondition(theta.count == layerBudget.count, "CachePlan: \(theta.count) ratios for \(layerBudget.count) budgets")
-        self.theta = theta; self.layerBudget = layerBudget
+        precondition(prefetch.map { $0.count == theta.count } ?? true, "CachePlan: prefetch flags for \(prefetch?.count ?? 0) layers")
+        self.theta = theta; self.layerBudget = layerBudget; self.prefetch = prefetch
     }
 
     /// The same θ and an equal share of `cacheBytes` for every layer.
@@ -139,6 +143,9 @@ public protocol ExpertPolicy: AnyObject {
     func isResident(_ s: SegmentID) -> Bool
     /// Whether a segment is in a layer cache (not staging).
     func isCached(_ s: SegmentID) -> Bool
+    /// Whether an access of the expert now finds its top cached by an earlier use (a top that a
+    /// prefetch put into the cache and nothing used yet counts as prefetched, not cached).
+    func isCacheHit(layer: Int, expert: Int) -> Bool
     /// Bytes of cached segments of layer l (≤ B_l) and of staging segments (≤ stagingBytes).
     func cachedBytes(layer: Int) -> Int
     var stagedBytes: Int { get }

@@ -28,10 +28,12 @@ extension SegmentCachePolicy {
     /// missing segments (the bottom, or both when the top is not cached) prefetched while layer
     /// l computes; the driver computes a top while its bottom is still loading.
     /// `admitByScore`: a missed top enters the cache only if its P is at least the victim's
-    /// (false: always admit, evict the lowest P).
+    /// (false: always admit, evict the lowest P). `prefetchIntoCache`: a prefetched top goes
+    /// straight into the cache (evicting the lowest P) instead of a staging reserve.
     public static func moepic(layout: SegmentLayout, plan: CachePlan, stagingBytes: Int,
-                              ranking: MoEpicRanking = MoEpicRanking(), admitByScore: Bool = false) -> SegmentCachePolicy {
+                              ranking: MoEpicRanking = MoEpicRanking(), admitByScore: Bool = false,
+                              prefetchIntoCache: Bool = false) -> SegmentCachePolicy {
         SegmentCachePolicy(name: "moepic", layout: layout, plan: plan, stagingBytes: stagingBytes, usesPrediction: true,
-                           ranking: ranking, admitByScore: admitByScore)
+                           ranking: ranking, admitByScore: admitByScore, prefetchIntoCache: prefetchIntoCache)
     }
 }

@@ -46,6 +46,16 @@ public class SegmentCachePolicy: ExpertPolicy {
     public let admitByScore: Bool
     /// Load every expert into the cache before the first token (the `full` policy).
     public let preloadAll: Bool
+    /// Where a prefetched top goes: into its layer's cache, evicting the lowest-ranked top that
+    /// is not in use (true: no staging reserve for prefetched tops, the ProMoE / AdapMoE way), or
+    /// into staging, entering the cache only when used (false).
+    public let prefetchIntoCache: Bool
+    /// Predicted experts prefetched per layer, most likely first (default: topK).
+    public var prefetchLimit: Int
+    /// The driver computes a segment that is still loading chunk by chunk as its chunks land (MoEpic's
+    /// overlap of compute with loading, carried below the top/bottom split); false: a segment computes once
+    /// all of it has arrived (the baselines' designs).
+    public var streamsChunks = false
 
     /// Counts per layer.
     public private(set) var stats: [PolicyLayerStats]
@@ -54,16 +64,19 @@ public class SegmentCachePolicy: ExpertPolicy {
     var cachedBytesPerLayer: [Int]
     var staged: Set<SegmentID> = []    // transient segments (demand or prefetch)
     var prefetched: Set<SegmentID> = [] // staged by prefetch and not yet used
+    var prefetchedTops: Set<SegmentID> = [] // put into a cache by prefetch and not yet used
     public private(set) var stagedBytes = 0
     var counts: [[Int]], lastUse: [[Int]], now: [Int]
     var pinned: [Set<Int>]
 
     public init(name: String, layout: SegmentLayout, plan: CachePlan, stagingBytes: Int, usesPrediction: Bool,
-                ranking: CacheRanking?, admitByScore: Bool = false, preloadAll: Bool = false) {
+                ranking: CacheRanking?, admitByScore: Bool = false, preloadAll: Bool = false,
+                prefetchIntoCache: Bool = false) {
         precondition(plan.theta.count == layout.shape.layers, "policy: plan has \(plan.theta.count) layers, model \(layout.shape.layers)")
         self.name = name; self.layout = layout; self.plan = plan; self.stagingBytes = stagingBytes
         self.usesPrediction = usesPrediction; self.ranking = ranking; self.admitByScore = admitByScore
-        self.preloadAll = preloadAll
+        self.preloadAll = preloadAll; self.prefetchIntoCache = prefetchIntoCache
+        prefetchLimit = layout.shape.topK
         let L = layout.shape.layers, E = layout.shape.experts
         stats = Array(repeating: PolicyLayerStats(), count: L)
         cached = Array(repeating: [], count: L)
@@ -79,6 +92,12 @@ public class SegmentCachePolicy: ExpertPolicy {
     public func segments(layer: Int, expert: Int) -> [SegmentID] { layout.segments(layer: layer, expert: expert) }
     public func isCached(_ s: SegmentID) -> Bool { s.part == .top && cached[s.layer].contains(s.expert) }
     public func isResident(_ s: SegmentID) -> Bool { isCached(s) || staged.contains(s) }
+    /// Whether an access of the expert now finds its top in the cache put there by a use (not by a
+    /// prefetch still unused): the cache hit the reports count.
+    public func isCacheHit(layer: Int, expert: Int) -> Bool {
+        let t = top(layer, expert)
+        return isCached(t) && !prefetchedTops.contains(t)
+    }
     public func cachedBytes(layer: Int) -> Int { cachedBytesPerLayer[layer] }
     /// Experts whose top segment layer l caches now.
     public func cachedExperts(layer: Int) -> Set<Int> { cached[layer] }
@@ -103,21 +122,21 @@ public class SegmentCachePolicy: ExpertPolicy {
     }
 
     /// Victims to evict from layer l so that one more top fits, or nil if it should not be admitted.
-    func victims(layer l: Int, for e: Int) -> [Int]? {
+    func victims(layer l: Int, for e: Int, keep: Set<Int> = [], always: Bool = false) -> [Int]? {
         guard let ranking else { return nil }
         let need = layout.topBytes(layer: l)
         if need == 0 || need > plan.layerBudget[l] { return nil }
         var free = plan.layerBudget[l] - cachedBytesPerLayer[l]
         if free >= need { return [] }
         let t = now[l]
-        let candidates = cached[l].subtracting(pinned[l]).map { v in
+        let candidates = cached[l].subtracting(pinned[l]).subtracting(keep).map { v in
             (v, ranking.score(count: counts[l][v], lastUse: lastUse[l][v], now: t), lastUse[l][v])
         }.sorted { ($0.1, $0.2, $0.0) < ($1.1, $1.2, $1.0) }
         let mine = (ranking.score(count: counts[l][e], lastUse: lastUse[l][e], now: t), lastUse[l][e])
         var out: [Int] = []
         for c in candidates {
             if free >= need { break }
-            if admitByScore && mine < (c.1, c.2) { return nil }
+            if admitByScore && !always && mine < (c.1, c.2) { return nil }
             out.append(c.0); free += need
         }
         return free >= need ? out : nil
@@ -126,6 +145,7 @@ public class SegmentCachePolicy: ExpertPolicy {
     func evict(_ l: Int, _ vs: [Int], into acts: inout [PolicyAction]) {
         for v in vs {
             cached[l].remove(v); cachedBytesPerLayer[l] -= layout.topBytes(layer: l)
+            prefetchedTops.remove(top(l, v))
             acts.append(.drop(top(l, v)))
         }
     }
@@ -142,14 +162,27 @@ public class SegmentCachePolicy: ExpertPolicy {
         for s in prefetched where s.layer == l && !want.contains(s.expert) {
             unstage(s); stats[l].wastedPrefetches += 1; acts.append(.drop(s))
         }
+        // Tops a prefetch put into this layer's cache: used now, or mispredicted and dropped (a transfer
+        // still in flight stops; the slot is free for this layer's misses instead of holding an unused top).
+        let prefetchedBefore = prefetchedTops.filter { $0.layer == l }
+        for s in prefetchedBefore {
+            prefetchedTops.remove(s)
+            if !want.contains(s.expert) {
+                stats[l].wastedPrefetches += 1
+                cached[l].remove(s.expert); cachedBytesPerLayer[l] -= layout.bytes(s)
+                acts.append(.drop(s))
+            }
+        }
         for e in experts {
             counts[l][e] += 1; lastUse[l][e] = now[l]
         }
         for e in experts {
             stats[l].accesses += 1
             var allResident = true, helped = false
+            let viaPrefetch = prefetchedBefore.contains(top(l, e))
+            if viaPrefetch { helped = true }
             for s in segments(layer: l, expert: e) {
-                if isCached(s) { if s.part == .top { stats[l].cacheHits += 1 }; continue }
+                if isCached(s) { if s.part == .top && !viaPrefetch { stats[l].cacheHits += 1 }; continue }
                 if staged.contains(s) {
                     if prefetched.remove(s) != nil { helped = true }
                     if s.part == .top, let vs = victims(layer: l, for: e) {
@@ -182,14 +215,30 @@ public class SegmentCachePolicy: ExpertPolicy {
         return acts.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
     }
 
+    /// Prefetches the missing segments of the predicted experts of layer l, most likely first, at
+    /// most `prefetchLimit` experts. A top goes into the layer's cache when `prefetchIntoCache`
+    /// (evicting its lowest-ranked tops, never one predicted in the same call) and into staging
+    /// otherwise; a bottom always goes into staging. Nothing is prefetched that the staging area
+    /// (at most `stagingBytes`) or the cache cannot hold.
     public func prefetch(layer l: Int, predicted: [Int]) -> [PolicyAction] {
-        guard usesPrediction, l >= 0, l < layout.shape.layers else { return [] }
+        guard usesPrediction, l >= 0, l < layout.shape.layers, plan.prefetch?[l] ?? true else { return [] }
         var acts: [PolicyAction] = []
-        for e in predicted.prefix(layout.shape.topK) {
+        var keep = Set<Int>()
+        for e in predicted.prefix(prefetchLimit) {
+            keep.insert(e)
             for s in segments(layer: l, expert: e) where !isResident(s) {
-                stage(s); prefetched.insert(s)
-                stats[l].prefetchedSegments += 1; stats[l].prefetchedBytes += layout.bytes(s)
-                acts.append(.load(s, demand: false, cached: false))
+                let b = layout.bytes(s)
+                if s.part == .top && prefetchIntoCache, let vs = victims(layer: l, for: e, keep: keep, always: true) {
+                    evict(l, vs, into: &acts)
+                    cached[l].insert(e); cachedBytesPerLayer[l] += b
+                    prefetchedTops.insert(s)
+                    acts.append(.load(s, demand: false, cached: true))
+                } else {
+                    guard stagedBytes + b <= stagingBytes else { continue }
+                    stage(s); prefetched.insert(s)
+                    acts.append(.load(s, demand: false, cached: false))
+                }
+                stats[l].prefetchedSegments += 1; stats[l].prefetchedBytes += b
             }
         }
         return acts

@@ -16,6 +16,13 @@ public struct SimResult: Sendable, Codable, Equatable {
     /// Share of loaded bytes that were prefetches of experts not used.
     public var wastedPrefetchShare: Double
     public var tokens: Int
+    /// Mean seconds per timed token of each turn (prompt) of the routing, in order.
+    public var turnTpot: [Double] = []
+    /// The median of `turnTpot` (`tpot` when there is one turn): what the engine's bench reports.
+    public var medianTurnTpot: Double {
+        guard turnTpot.count > 1 else { return tpot }
+        return turnTpot.sorted()[turnTpot.count / 2]
+    }
 }
 
 /// A discrete-event model of offloaded MoE decoding: one compute stream (attention, then each expert's segments
@@ -37,54 +44,91 @@ public struct MoESimulator {
 
     /// Runs `tokens`; tokens before `countFrom` warm caches (same protocol) but are not timed.
     /// `experts`: per-layer expert count (for mispredicted picks).
-    public func run(policy: SimPolicy, tokens: [TokenRouting], experts: Int, countFrom: Int = 0) -> SimResult {
+    /// `timed`: which tokens count (nil: all from `countFrom`).
+    public func run(policy: SimPolicy, tokens: [TokenRouting], experts: Int, countFrom: Int = 0, timed: [Bool]? = nil) -> SimResult {
         let L = timings.count
         var rng = SimRNG(seed: seed)
-        var linkFree = 0.0            // end of the last scheduled transfer
-        var queue: [Transfer] = []    // scheduled transfers, in link order
+        // The link: the transfer in progress (its times fixed) and the pending ones, in link order (their times
+        // follow from the queue and are recomputed whenever it changes).
+        var current: Transfer? = nil
+        var pending: [Transfer] = []
         var arrival: [SimSegment: Double] = [:]
         var now = 0.0
-        var timed = 0.0, stall = 0.0, bytes = 0.0, wasted = 0.0
+        var timedSeconds = 0.0, stall = 0.0, bytes = 0.0, wasted = 0.0
+        var turnSums: [(Double, Int)] = [], lastTurn = Int.min
         var acts = 0, hits = 0, cacheHits = 0, counted = 0
         var prefetchedUnused: [SimSegment: Double] = [:]
 
+        /// Transfers that have started by t leave the queue; the last of them is the one in progress.
+        func advance(_ t: Double) {
+            while let f = pending.first, f.start <= t { current = f; pending.removeFirst() }
+            if let c = current, c.end <= t { current = nil }
+        }
+        /// Start and end of every pending transfer from t on, and the arrival time of each segment.
+        func repack(_ t: Double) {
+            var free = max(t, current?.end ?? t)
+            for i in pending.indices {
+                let tm = timings[pending[i].seg.layer]
+                pending[i].start = free; pending[i].end = free + tm.load(pending[i].bytes); free = pending[i].end
+                arrival[pending[i].seg] = pending[i].end
+            }
+        }
+        /// Cuts the prefetch in progress at its next chunk boundary (t: now); returns the bytes it did not move.
+        func cutCurrent(_ t: Double) -> Double {
+            guard chunkBytes > 0, let c = current, !c.demand, c.end > t else { return 0 }
+            let tm = timings[c.seg.layer]
+            let done = max(0, (t - c.start - tm.loadLatency) * tm.loadBandwidth)
+            let cut = (done / chunkBytes).rounded(.up) * chunkBytes
+            guard cut < c.bytes else { return 0 }
+            current!.bytes = cut
+            current!.end = c.start + tm.loadLatency + cut / tm.loadBandwidth
+            arrival[c.seg] = current!.end
+            return c.bytes - cut
+        }
         func schedule(_ loads: [SimLoad], at t: Double) {
-            // Demand loads overtake queued prefetches that have not started by t, and cut the prefetch in progress
-            // at its next chunk boundary (its remainder is queued again after them).
+            advance(t)
+            // Demand loads go after the pending demand loads and before every prefetch not started by t, and cut
+            // the prefetch in progress at its next chunk boundary (its rest is queued again first among prefetches).
             let demand = loads.filter(\.demand), pre = loads.filter { !$0.demand }
             if !demand.isEmpty {
-                var postponed = queue.filter { $0.start > t }.map { SimLoad(segment: $0.seg, bytes: $0.bytes, demand: false) }
-                queue.removeAll { $0.start > t }
-                if chunkBytes > 0, let i = queue.indices.last, !queue[i].demand, queue[i].end > t {
-                    let q = queue[i], tm = timings[q.seg.layer]
-                    let done = max(0, (t - q.start - tm.loadLatency) * tm.loadBandwidth)
-                    let cut = (done / chunkBytes).rounded(.up) * chunkBytes
-                    if cut < q.bytes {
-                        queue[i].bytes = cut
-                        queue[i].end = q.start + tm.loadLatency + cut / tm.loadBandwidth
-                        postponed.insert(SimLoad(segment: q.seg, bytes: q.bytes - cut, demand: false), at: 0)
-                    }
+                let rest = cutCurrent(t)
+                var firstPrefetch = pending.firstIndex { !$0.demand } ?? pending.count
+                if rest > 0, let c = current {
+                    pending.insert(Transfer(seg: c.seg, bytes: rest, start: 0, end: 0, demand: false), at: firstPrefetch)
                 }
-                linkFree = max(queue.last?.end ?? 0, t)
-                for ld in demand { append(ld, t) }
-                for p in postponed { append(p, t) }
+                for ld in demand {
+                    pending.insert(Transfer(seg: ld.segment, bytes: ld.bytes, start: 0, end: 0, demand: true), at: firstPrefetch)
+                    firstPrefetch += 1
+                }
             }
-            for ld in pre { append(ld, t) }
-            if queue.count > 256 { queue.removeFirst(queue.count - 256) }
+            for ld in pre { pending.append(Transfer(seg: ld.segment, bytes: ld.bytes, start: 0, end: 0, demand: false)) }
+            repack(t)
         }
-        func append(_ ld: SimLoad, _ t: Double) {
-            let start = max(linkFree, t)
-            let tm = timings[ld.segment.layer]
-            let end = start + tm.load(ld.bytes)
-            queue.append(Transfer(seg: ld.segment, bytes: ld.bytes, start: start, end: end, demand: ld.demand))
-            arrival[ld.segment] = end
-            linkFree = end
+        /// A dropped segment's pending transfer leaves the queue; one in progress stops at its chunk boundary.
+        func drop(_ s: SimSegment, at t: Double) {
+            advance(t)
+            pending.removeAll { $0.seg == s }
+            if let c = current, c.seg == s { _ = cutCurrent(t) }
+            repack(t)
+            arrival[s] = nil
+        }
+        /// Pending prefetches of segments needed now move to the end of the demand loads (the engine's promotion).
+        func promote(_ segs: [SimSegment], at t: Double) {
+            advance(t)
+            for s in segs {
+                guard let i = pending.firstIndex(where: { $0.seg == s && !$0.demand }) else { continue }
+                let firstPrefetch = pending.firstIndex { !$0.demand } ?? pending.count
+                guard i > firstPrefetch else { continue }
+                let tr = pending.remove(at: i)
+                pending.insert(tr, at: firstPrefetch)
+            }
+            repack(t)
         }
 
         for (ti, tok) in tokens.enumerated() {
             let t0 = now
             var tokStall = 0.0
-            let count = ti >= countFrom
+            let count = ti >= countFrom && (timed.map { ti < $0.count && $0[ti] } ?? true)
             var tokBytes = 0.0
             for l in 0..<L {
                 let tm = timings[l]
@@ -97,12 +141,15 @@ public struct MoESimulator {
                 }
                 let needBefore = Set(A.flatMap { e in policy.segments(layer: l, expert: e).map(\.segment) })
                 let r = policy.access(layer: l, experts: A)
-                for d in r.drops { arrival[d] = nil }
+                for d in r.drops { drop(d, at: now) }
                 let demanded = Set(r.loads.map(\.segment))
                 if count { for e in A where !policy.segments(layer: l, expert: e).contains(where: { demanded.contains($0.segment) }) { hits += 1 } }
                 for ld in r.loads { tokBytes += ld.bytes }
                 for s in needBefore { prefetchedUnused[s] = nil }
                 schedule(r.loads, at: now)
+                // Prefetched segments still queued are needed now: ahead of other prefetches, tops first.
+                let needed = A.flatMap { e in policy.segments(layer: l, expert: e).map(\.segment) }
+                promote(needed.filter { $0.part == 0 } + needed.filter { $0.part == 1 }, at: now)
                 // Prefetch for the next layer, issued once this layer's demand loads are queued.
                 if l + 1 < L, policy.usesPrediction {
                     let truth = tok.selected(l + 1)
@@ -117,7 +164,7 @@ public struct MoESimulator {
                         }
                     }
                     let pr = policy.prefetch(layer: l + 1, predicted: pred)
-                    for d in pr.drops { arrival[d] = nil }
+                    for d in pr.drops { drop(d, at: now) }
                     for ld in pr.loads { tokBytes += ld.bytes; if !truth.contains(ld.segment.expert) { prefetchedUnused[ld.segment] = ld.bytes } }
                     schedule(pr.loads, at: now)
                 }
@@ -132,21 +179,40 @@ public struct MoESimulator {
                 for w in work {
                     for (s, share) in w.segs {
                         let ready = arrival[s] ?? 0
+                        if policy.streamsChunks && chunkBytes > 0 && ready > computeFree {
+                            // Chunk by chunk as they land: chunk j ends (B − bytes through j)/bandwidth before the segment.
+                            let B = share * tm.expertBytes
+                            var done = 0.0
+                            while done < B {
+                                let part = min(chunkBytes, B - done)
+                                done += part
+                                let r = ready - (B - done) / tm.loadBandwidth
+                                if r > computeFree { tokStall += r - computeFree; computeFree = r }
+                                computeFree += part / B * share * tm.expertCompute
+                            }
+                            continue
+                        }
                         if ready > computeFree { tokStall += ready - computeFree; computeFree = ready }
                         computeFree += share * tm.expertCompute
                     }
                 }
                 now = computeFree
-                for s in policy.release(layer: l) { arrival[s] = nil }
+                for s in policy.release(layer: l) { drop(s, at: now) }
             }
             now += otherTime
             for (_, b) in prefetchedUnused { if count { wasted += b } }
             prefetchedUnused.removeAll()
-            if count { timed += now - t0; stall += tokStall; bytes += tokBytes; counted += 1 }
+            if count {
+                timedSeconds += now - t0; stall += tokStall; bytes += tokBytes; counted += 1
+                if tok.turn != lastTurn { turnSums.append((0, 0)); lastTurn = tok.turn }
+                turnSums[turnSums.count - 1].0 += now - t0; turnSums[turnSums.count - 1].1 += 1
+            }
         }
         let n = Double(max(1, counted))
-        return SimResult(policy: policy.name, tpot: timed / n, hitRate: acts > 0 ? Double(hits) / Double(acts) : 0,
+        var res = SimResult(policy: policy.name, tpot: timedSeconds / n, hitRate: acts > 0 ? Double(hits) / Double(acts) : 0,
                          cacheHitRate: acts > 0 ? Double(cacheHits) / Double(acts) : 0, stallPerToken: stall / n,
                          bytesPerToken: bytes / n, wastedPrefetchShare: bytes > 0 ? wasted / bytes : 0, tokens: counted)
+        res.turnTpot = turnSums.map { $0.0 / Double(max(1, $0.1)) }
+        return res
     }
 }

@@ -32,6 +32,12 @@ public protocol SimPolicy: AnyObject {
     func segments(layer: Int, expert: Int) -> [(segment: SimSegment, share: Double)]
     /// Whether an access found the expert's top cached (for the cache hit rate).
     func topCached(layer: Int, expert: Int) -> Bool
+    /// Whether a segment still loading computes chunk by chunk as its chunks land.
+    var streamsChunks: Bool { get }
+}
+
+extension SimPolicy {
+    public var streamsChunks: Bool { false }
 }
 
 /// Cache policies of the comparison, implemented on `PriorityReplayCache` (the same replacement code the hit-rate

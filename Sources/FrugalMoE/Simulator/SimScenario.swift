@@ -8,6 +8,9 @@ public struct SimScenario: Sendable {
     /// Routing in the profile's layer/expert counts; the first `warmup` tokens (prefill) warm caches untimed.
     public var tokens: [TokenRouting]
     public var warmup: Int
+    /// Which tokens are timed (decode steps) when the routing interleaves prompts and decodes of several turns
+    /// (a trace recorded over several prompts); nil: every token from `warmup` on.
+    public var timedMask: [Bool]? = nil
     /// Experts used per token in `tokens` (the trace's count when it has fewer than the profile).
     public var topK: Int
     public var expertBytes: [Double]
@@ -24,6 +27,7 @@ public struct SimScenario: Sendable {
     public static func make(trace: RoutingTrace?, syntheticTokens: Int? = nil, profile: ModelProfile?,
                             hardware: HardwareProfile, predictorAccuracy: Double, seed: UInt64 = 1) throws -> SimScenario {
         var notes: [String] = []
+        var maskOut: [Bool]? = nil
         var tokens: [TokenRouting]
         var warm = 0
         let prof: ModelProfile
@@ -34,6 +38,12 @@ public struct SimScenario: Sendable {
             tokens = pre + dec
             warm = pre.count
             if dec.isEmpty { tokens = trace.tokens(); warm = 0 }
+            if Set(trace.rows.map(\.turn)).count > 1 && !dec.isEmpty {
+                // Several prompts: replay in recorded order (each prompt warms the caches for its decode), time decodes.
+                tokens = trace.tokens(); warm = 0
+                maskOut = tokens.map { $0.phase == 1 }
+                notes.append("\(Set(trace.rows.map(\.turn)).count) turns replayed in order; decode steps timed, TPOT = median over turns")
+            }
             if let p = profile {
                 prof = p
                 if p.layers != trace.layers || p.experts != trace.experts || p.topK < trace.topK {
@@ -63,7 +73,7 @@ public struct SimScenario: Sendable {
                 let stats = RoutingStatistics(tokens: tokens, layers: prof.layers, experts: prof.experts,
                                               topK: min(prof.topK, trace.topK))
                 tokens = stats.synthesize(tokens: n, seed: seed)
-                warm = 0
+                warm = 0; maskOut = nil
                 notes.append("\(n) synthetic tokens fitted to the trace's popularity, transitions and reuse")
             }
         } else {
@@ -85,8 +95,10 @@ public struct SimScenario: Sendable {
                         expertCompute: hardware.expertCompute(bytes: eb[l]), attention: hardware.attention(bytes: dense[l]),
                         predictorAccuracy: l == 0 ? 0 : predictorAccuracy)
         }
-        return SimScenario(profile: prof, hardware: hardware, tokens: tokens, warmup: warm, topK: k, expertBytes: eb,
-                           timings: timings, notes: notes)
+        var sc = SimScenario(profile: prof, hardware: hardware, tokens: tokens, warmup: warm, topK: k, expertBytes: eb,
+                             timings: timings, notes: notes)
+        sc.timedMask = maskOut
+        return sc
     }
 
     /// Hit-rate curves of the MoEpic cache profiled on `tokens` (default: all, warmup not counted).
@@ -98,7 +110,10 @@ public struct SimScenario: Sendable {
 
     /// The planner on this scenario's timings.
     public func planner(curves: HitRateCurves, thetaSteps: Int = 64, budgetUnits: Int = 256) -> CachePlanner {
-        CachePlanner(timings: timings, curves: curves, topK: topK, thetaSteps: thetaSteps, budgetUnits: budgetUnits)
+        var p = CachePlanner(timings: timings, curves: curves, topK: topK, thetaSteps: thetaSteps, budgetUnits: budgetUnits,
+                             otherTime: hardware.tokenSeconds)
+        p.chunkBytes = hardware.chunkBytes
+        return p
     }
 
     /// A policy of the comparison for a total budget: whole-expert policies split the cache bytes equally across
@@ -117,9 +132,11 @@ public struct SimScenario: Sendable {
     /// Runs the simulator.
     public func simulate(_ policy: SimPolicy, tokens t: [TokenRouting]? = nil, warmup w: Int? = nil,
                          seed: UInt64 = 7) -> SimResult {
-        var sim = MoESimulator(timings: timings)
+        var sim = MoESimulator(timings: timings, otherTime: hardware.tokenSeconds)
         sim.seed = seed
-        return sim.run(policy: policy, tokens: t ?? tokens, experts: experts, countFrom: w ?? warmup)
+        sim.chunkBytes = hardware.chunkBytes
+        return sim.run(policy: policy, tokens: t ?? tokens, experts: experts, countFrom: w ?? warmup,
+                       timed: t == nil ? timedMask : nil)
     }
 }
 

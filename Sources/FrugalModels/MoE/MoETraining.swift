@@ -125,8 +125,23 @@ public final class MoETrainingModel: Module {
         return (logits, aux / Float(layers.count), counts)
     }
 
-    /// Saves config.json (byte-level tokenizer noted) and the weights in `dtype`, in the Mixtral layout.
-    public func save(to directory: URL, dtype: DType = .float32, shardBytes: Int? = nil, byteTokenizer: Bool = true) throws {
+    /// Loads the weights of a checkpoint this model saved (same configuration), to continue training.
+    /// - Throws: `MoEError.badInput` naming the tensor that is missing or has another shape.
+    public func load(from directory: URL) throws {
+        let ckpt = try SafetensorsCheckpoint(url: directory)
+        for (name, t) in tensorNames() {
+            guard ckpt.contains(name) else { throw MoEError.badInput("\(directory.path): no tensor '\(name)'") }
+            let info = try ckpt.info(name)
+            guard info.shape == t.shape else {
+                throw MoEError.badInput("\(directory.path): '\(name)' has shape \(info.shape), the model \(t.shape)")
+            }
+            let v = try ckpt.floats(name)
+            withNoGrad { t.assign(Tensor(v, shape: t.shape)) }
+        }
+    }
+
+    /// Checkpoint name → parameter, in the Mixtral layout.
+    func tensorNames() -> [String: Tensor] {
         var names: [String: Tensor] = [
             "model.embed_tokens.weight": embedTokens.weight, "model.norm.weight": norm.weight, "lm_head.weight": lmHead.weight,
         ]
@@ -144,6 +159,12 @@ public final class MoETrainingModel: Module {
                 names[n.gate] = ex.gateProj.weight; names[n.up] = ex.upProj.weight; names[n.down] = ex.downProj.weight
             }
         }
+        return names
+    }
+
+    /// Saves config.json (byte-level tokenizer noted) and the weights in `dtype`, in the Mixtral layout.
+    public func save(to directory: URL, dtype: DType = .float32, shardBytes: Int? = nil, byteTokenizer: Bool = true) throws {
+        let names = tensorNames()
         try MoECheckpointWriter.writeConfig(config, dtype: dtype, to: directory, byteTokenizer: byteTokenizer)
         try MoECheckpointWriter.writeWeights(config, dtype: dtype, shardBytes: shardBytes, to: directory) { name, shape in
             guard let t = names[name], t.shape == shape else { throw MoEError.badInput("training model has no tensor '\(name)' \(shape)") }
