@@ -48,14 +48,73 @@ public enum PEFTStrategySpec: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// How configurations that skip layers train (applied to DropPEFT's arms, `fixed:R` and `arm:F:R`).
+public struct DropoutOptions: Sendable, Equatable {
+    /// How a step's active layers are drawn.
+    public var sampling: DropoutSampling
+    /// The top k layers are never skipped; the family's overall ratio is kept by spreading it over
+    /// the other layers (family over L − k layers with ratio r · L / (L − k), at most 1).
+    public var keepTop: Int
+    /// The last n local steps of a round run at full depth (see `PEFTConfiguration`).
+    public var fullDepthSteps: Int
+    /// n head-only steps on full-depth features computed without gradient (see `PEFTConfiguration`).
+    public var headSteps: Int
+    public init(sampling: DropoutSampling = .bounded, keepTop: Int = 0, fullDepthSteps: Int = 0, headSteps: Int = 0) {
+        self.sampling = sampling; self.keepTop = keepTop; self.fullDepthSteps = fullDepthSteps; self.headSteps = headSteps
+    }
+    /// Suffix for names: "" for the defaults, else e.g. "+bernoulli+top1+full1+head2".
+    public var suffix: String {
+        (sampling == .bounded ? "" : "+\(sampling.rawValue)") + (keepTop > 0 ? "+top\(keepTop)" : "")
+            + (fullDepthSteps > 0 ? "+full\(fullDepthSteps)" : "") + (headSteps > 0 ? "+head\(headSteps)" : "")
+    }
+}
+
+/// What the bandit is rewarded with, per device and round: the full-depth loss decrease on the
+/// device's first batch (`LocalTrainingResult.progress`) divided by a time.
+public enum BanditReward: String, Sendable, CaseIterable {
+    /// ... the device's own round time (compute + transfer).
+    case device
+    /// ... the round's time (the slowest device's): a device that is not the straggler is not
+    /// paid for being faster than it needs to be.
+    case round
+}
+
+/// One arm of DropPEFT's configuration set: a family and an overall ratio (ratio 0: full depth).
+public struct DropoutArm: Sendable, Equatable, CustomStringConvertible {
+    public var family: LayerDropoutFamily
+    public var ratio: Float
+    public init(_ family: LayerDropoutFamily, _ ratio: Float) { self.family = family; self.ratio = ratio }
+    public var description: String { ratio == 0 ? "full" : "\(family.rawValue):\(ratio)" }
+
+    /// The default arm set: full depth and uniform / increasing at 0.1, 0.25, 0.5.
+    public static let defaults: [DropoutArm] = [DropoutArm(.uniform, 0)]
+        + [Float(0.1), 0.25, 0.5].flatMap { r in [DropoutArm(.uniform, r), DropoutArm(.increasing, r)] }
+
+    /// Parses "full", "FAMILY:R", comma-separated.
+    public static func parseList(_ s: String) throws -> [DropoutArm] {
+        let arms = try s.split(separator: ",").map { item -> DropoutArm in
+            let t = item.trimmingCharacters(in: .whitespaces)
+            if t == "full" { return DropoutArm(.uniform, 0) }
+            let parts = t.split(separator: ":").map(String.init)
+            guard parts.count == 2, let f = LayerDropoutFamily(rawValue: parts[0]), let r = Float(parts[1]), r >= 0, r < 1 else {
+                throw PEFTError("arm '\(t)': expected full or uniform|increasing|decreasing:R with R in [0, 1)")
+            }
+            return DropoutArm(f, r)
+        }
+        guard !arms.isEmpty else { throw PEFTError("arms: the list is empty") }
+        return arms
+    }
+}
+
 /// DropPEFT and its baselines on a `TextClassificationTask`.
 ///
-/// - Configurations: DropPEFT's arms are `families` x `ratios` (default uniform and increasing x
-///   0.25, 0.5, 0.75); baselines use one configuration. A device is offered only the arms whose
-///   training memory fits its profile's `memoryBytes`.
-/// - Bandit: one per device class (the profile name; phones share one), rewarded with
-///   **full-depth loss decrease on the device's first batch per simulated second of the device's
-///   round** (compute + transfer), see `TextClassificationTask`.
+/// - Configurations: DropPEFT's arms are `arms` (default `DropoutArm.defaults`); baselines use one
+///   configuration. A device is offered only the arms whose training memory fits its profile's
+///   `memoryBytes`. `options` say how configurations that skip layers train.
+/// - Bandit: one per device class (the profile name; phones share one), rewarded at the end of
+///   each round with **full-depth loss decrease on the device's first batch per simulated second**
+///   (`reward`: of the device's round, or of the whole round), see `TextClassificationTask`; the
+///   two full-depth probe passes this needs are charged to DropPEFT's devices.
 /// - Personalised layer sharing (`personalLayers` = P > 0): the adapters of the top P layers stay
 ///   on the devices: they are neither downloaded nor uploaded nor aggregated, each device starts
 ///   from its own copy of them (the global model keeps their initial value, the identity).
@@ -66,34 +125,62 @@ public final class DropPEFTStrategy: TaskStrategy {
     public let arms: [PEFTConfiguration]
     public let personalLayers: Int
     public let layers: Int
+    public let options: DropoutOptions
+    public let reward: BanditReward
     let seed: UInt64
     public private(set) var bandits: [String: DropoutBandit] = [:]
     var chosenArm: [Int: Int] = [:]
     var personal: [Int: [Float]] = [:]
 
-    public init(_ spec: PEFTStrategySpec, layers: Int, personalLayers: Int = 0,
-                families: [LayerDropoutFamily] = [.uniform, .increasing], ratios: [Float] = [0.25, 0.5, 0.75],
-                seed: UInt64 = 0) throws {
+    public init(_ spec: PEFTStrategySpec, layers: Int, personalLayers: Int = 0, arms armSet: [DropoutArm] = DropoutArm.defaults,
+                options: DropoutOptions = DropoutOptions(), reward: BanditReward = .device, seed: UInt64 = 0) throws {
         guard personalLayers >= 0 && personalLayers < layers else {
             throw PEFTError("personal layers \(personalLayers) must be in 0..<\(layers)")
         }
+        guard options.keepTop >= 0 && options.keepTop < layers else { throw PEFTError("keep-top \(options.keepTop) must be in 0..<\(layers)") }
+        guard options.fullDepthSteps >= 0, options.headSteps >= 0 else { throw PEFTError("full-depth and head steps must be ≥ 0") }
         self.spec = spec
         self.layers = layers
         self.personalLayers = personalLayers
+        self.options = options
+        self.reward = reward
         self.seed = seed
+        func make(_ a: DropoutArm, progress: Bool) -> PEFTConfiguration {
+            guard a.ratio > 0 else {
+                return PEFTConfiguration(dropout: .none(layers: layers), label: a.description, measuresProgress: progress)
+            }
+            var p = a.family.probabilities(layers: layers, ratio: a.ratio)
+            if options.keepTop > 0 {
+                let rest = layers - options.keepTop
+                p = a.family.probabilities(layers: rest, ratio: min(1, a.ratio * Float(layers) / Float(rest)))
+                    + [Float](repeating: 0, count: options.keepTop)
+            }
+            return PEFTConfiguration(dropout: LayerDropoutConfig(probabilities: p), label: a.description, sampling: options.sampling,
+                                     fullDepthSteps: options.fullDepthSteps, headSteps: options.headSteps, measuresProgress: progress)
+        }
         switch spec {
         case .dropPEFT:
-            arms = families.flatMap { f in ratios.map { r in PEFTConfiguration(dropout: LayerDropoutConfig(f, layers: layers, ratio: r), label: "\(f.rawValue):\(r)") } }
-        case .fedLoRA: arms = [PEFTConfiguration(dropout: .none(layers: layers), label: "full")]
-        case .fixed(let r): arms = [PEFTConfiguration(dropout: LayerDropoutConfig(.uniform, layers: layers, ratio: r), label: "uniform:\(r)")]
-        case .arm(let f, let r): arms = [PEFTConfiguration(dropout: LayerDropoutConfig(f, layers: layers, ratio: r), label: "\(f.rawValue):\(r)")]
+            guard !armSet.isEmpty else { throw PEFTError("DropPEFT needs at least one arm") }
+            arms = armSet.map { make($0, progress: true) }
+        case .fedLoRA: arms = [make(DropoutArm(.uniform, 0), progress: false)]
+        case .fixed(let r): arms = [make(DropoutArm(.uniform, r), progress: false)]
+        case .arm(let f, let r): arms = [make(DropoutArm(f, r), progress: false)]
         case .freeze(let k):
             guard k <= layers else { throw PEFTError("freeze:\(k): the model has \(layers) layers") }
             arms = [PEFTConfiguration(dropout: .none(layers: layers), frozenLayers: layers - k, label: "top\(k)")]
         }
     }
 
-    public var name: String { spec.description + (personalLayers > 0 ? "+personal:\(personalLayers)" : "") }
+    public var name: String {
+        let drops: Bool
+        switch spec {
+        case .dropPEFT, .fixed, .arm: drops = true
+        case .fedLoRA, .freeze: drops = false
+        }
+        var n = spec.description + (drops ? options.suffix : "")
+        if case .dropPEFT = spec, reward != .device { n += "+reward:\(reward.rawValue)" }
+        return n + (personalLayers > 0 ? "+personal:\(personalLayers)" : "")
+    }
 
     static func deviceClass(_ p: DeviceProfile) -> String { p.name.hasPrefix("phone") ? "phone" : p.name }
 
@@ -132,10 +219,13 @@ public final class DropPEFTStrategy: TaskStrategy {
     }
 
     public func observe(device: Int, profile: DeviceProfile, configuration: PEFTConfiguration, result: LocalTrainingResult,
-                        seconds: Double, local: [Float], layout: TensorLayout) {
+                        seconds: Double, roundSeconds: Double, local: [Float], layout: TensorLayout) {
         if personalLayers > 0 { personal[device] = local }
-        guard case .dropPEFT = spec, let a = chosenArm.removeValue(forKey: device), seconds > 0 else { return }
-        bandits[Self.deviceClass(profile)]?.update(arm: a, reward: result.progress / seconds)
+        guard case .dropPEFT = spec, let a = chosenArm.removeValue(forKey: device) else { return }
+        let t = reward == .device ? seconds : max(roundSeconds, seconds)
+        let key = Self.deviceClass(profile)
+        guard t > 0 else { bandits[key]?.cancel(arm: a); return }
+        bandits[key]?.update(arm: a, reward: result.progress / t)
     }
 }
 

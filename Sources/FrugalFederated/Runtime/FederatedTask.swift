@@ -67,9 +67,11 @@ public protocol TaskStrategy: AnyObject {
     func sharedSegments(layout: TensorLayout) -> [Bool]
     /// The vector `device` starts from: the global one, with its personal segments if it has any.
     func start(device: Int, global: [Float], layout: TensorLayout) -> [Float]
-    /// Feedback after local training: configuration, result and the device's round seconds.
+    /// Feedback at the end of the round, for each device that trained: configuration, result, the
+    /// device's seconds (compute + transfer), the round's seconds (the slowest device's) and the
+    /// device's local parameters after training.
     func observe(device: Int, profile: DeviceProfile, configuration: Task.Configuration, result: LocalTrainingResult,
-                 seconds: Double, local: [Float], layout: TensorLayout)
+                 seconds: Double, roundSeconds: Double, local: [Float], layout: TensorLayout)
 }
 
 /// One device's part in one round of a `TaskSimulation`.
@@ -164,6 +166,7 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
         var recs: [TaskDeviceRecord] = []
         var sums = [Double](repeating: 0, count: layout.count)
         var weightPerSegment = [Double](repeating: 0, count: layout.segments.count)
+        var feedback: [(device: Int, configuration: Task.Configuration, result: LocalTrainingResult, seconds: Double, start: [Float])] = []
         for d in select() {
             let p = devices[d]
             let batch = config.batchSize
@@ -190,10 +193,7 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
                     for i in layout.range(s) { sums[i] += w * Double(r.update[i]) }
                 }
             }
-            var local = start
-            for i in local.indices { local[i] += r.update[i] }
-            strategy.observe(device: d, profile: p, configuration: c, result: r, seconds: compute + transfer,
-                             local: local, layout: layout)
+            feedback.append((d, c, r, compute + transfer, start))
             recs.append(TaskDeviceRecord(device: d, profile: p.name, configuration: strategy.label(c), samples: r.samples,
                                          work: r.work, bytesDown: sharedBytes, bytesUp: sharedBytes, computeSeconds: compute,
                                          transferSeconds: transfer, totalSeconds: compute + transfer, idleSeconds: 0,
@@ -204,6 +204,12 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
             for i in layout.range(s) { global[i] += Float(sums[i] / weightPerSegment[s]) }
         }
         let roundTime = recs.map(\.totalSeconds).max() ?? 0
+        for f in feedback {
+            var local = f.start
+            for i in local.indices { local[i] += f.result.update[i] }
+            strategy.observe(device: f.device, profile: devices[f.device], configuration: f.configuration, result: f.result,
+                             seconds: f.seconds, roundSeconds: roundTime, local: local, layout: layout)
+        }
         var idle = 0.0
         for j in recs.indices where recs[j].configuration != nil {
             recs[j].idleSeconds = roundTime - recs[j].totalSeconds
