@@ -59,13 +59,18 @@ public struct DropoutOptions: Sendable, Equatable {
     public var fullDepthSteps: Int
     /// n head-only steps on full-depth features computed without gradient (see `PEFTConfiguration`).
     public var headSteps: Int
-    public init(sampling: DropoutSampling = .bounded, keepTop: Int = 0, fullDepthSteps: Int = 0, headSteps: Int = 0) {
+    /// The head learns only in steps that ran every layer (see `PEFTConfiguration`).
+    public var headAtFullDepthOnly: Bool
+    public init(sampling: DropoutSampling = .bounded, keepTop: Int = 0, fullDepthSteps: Int = 0, headSteps: Int = 0,
+                headAtFullDepthOnly: Bool = false) {
         self.sampling = sampling; self.keepTop = keepTop; self.fullDepthSteps = fullDepthSteps; self.headSteps = headSteps
+        self.headAtFullDepthOnly = headAtFullDepthOnly
     }
     /// Suffix for names: "" for the defaults, else e.g. "+bernoulli+top1+full1+head2".
     public var suffix: String {
         (sampling == .bounded ? "" : "+\(sampling.rawValue)") + (keepTop > 0 ? "+top\(keepTop)" : "")
             + (fullDepthSteps > 0 ? "+full\(fullDepthSteps)" : "") + (headSteps > 0 ? "+head\(headSteps)" : "")
+            + (headAtFullDepthOnly ? "+headfull" : "")
     }
 }
 
@@ -156,7 +161,8 @@ public final class DropPEFTStrategy: TaskStrategy {
                     + [Float](repeating: 0, count: options.keepTop)
             }
             return PEFTConfiguration(dropout: LayerDropoutConfig(probabilities: p), label: a.description, sampling: options.sampling,
-                                     fullDepthSteps: options.fullDepthSteps, headSteps: options.headSteps, measuresProgress: progress)
+                                     fullDepthSteps: options.fullDepthSteps, headSteps: options.headSteps,
+                                     headAtFullDepthOnly: options.headAtFullDepthOnly, measuresProgress: progress)
         }
         switch spec {
         case .dropPEFT:

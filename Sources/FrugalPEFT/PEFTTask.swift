@@ -98,6 +98,9 @@ public enum DropoutSampling: String, Sendable, Codable, CaseIterable {
 /// - `headSteps`: after the local steps, n extra batches run forward at full depth *without*
 ///   gradient through the encoder and update only the head on those features: the head is fitted
 ///   to full-depth features at the memory of a forward pass.
+/// - `headAtFullDepthOnly`: the head is updated only by steps that ran every layer (full-depth
+///   steps, head steps, a dropout draw that skipped nothing); in reduced-depth steps it stays fixed
+///   and only the adapters learn, through it.
 /// - `measuresProgress`: the task evaluates the full-depth loss of the first batch before and after
 ///   local training (the bandit's reward); those two forward passes are charged to the device.
 public struct PEFTConfiguration: Sendable, Equatable {
@@ -107,16 +110,18 @@ public struct PEFTConfiguration: Sendable, Equatable {
     public var sampling: DropoutSampling
     public var fullDepthSteps: Int
     public var headSteps: Int
+    public var headAtFullDepthOnly: Bool
     public var measuresProgress: Bool
 
     public init(dropout: LayerDropoutConfig, frozenLayers: Int = 0, label: String, sampling: DropoutSampling = .bounded,
-                fullDepthSteps: Int = 0, headSteps: Int = 0, measuresProgress: Bool = false) {
+                fullDepthSteps: Int = 0, headSteps: Int = 0, headAtFullDepthOnly: Bool = false, measuresProgress: Bool = false) {
         self.dropout = dropout
         self.frozenLayers = frozenLayers
         self.label = label
         self.sampling = sampling
         self.fullDepthSteps = max(fullDepthSteps, 0)
         self.headSteps = max(headSteps, 0)
+        self.headAtFullDepthOnly = headAtFullDepthOnly
         self.measuresProgress = measuresProgress
     }
     public var layers: Int { dropout.layers }
@@ -244,7 +249,7 @@ public final class TextClassificationTask: FederatedTask {
     /// The layer of each layout segment (-1: the head).
     public var layerOfSegment: [Int] { segmentLayer }
 
-    /// Measures activation bytes per sample (base and per layer) with one step at full and at zero
+    /// Measures activation bytes per sample (base and per layer) with steps at full and at zero
     /// depth on `batch` sequences of the maximum length.
     func calibrate(batch: Int) throws {
         let data = clients.max { $0.count < $1.count }!
@@ -261,8 +266,11 @@ public final class TextClassificationTask: FederatedTask {
             return max(MemoryStats.peak - base, 0)
         }
         model.train()
-        let none = peak([Bool](repeating: false, count: layers))
-        let all = peak([Bool](repeating: true, count: layers))
+        // The counters are process-wide: take the median of three readings so that one disturbed
+        // by another thread's allocation or release does not decide.
+        func median(_ f: () -> Int) -> Int { let v = (0..<3).map { _ in f() }.sorted(); return v[1] }
+        let none = median { peak([Bool](repeating: false, count: layers)) }
+        let all = median { peak([Bool](repeating: true, count: layers)) }
         baseBytesPerSample = none / batch
         layerBytesPerSample = max(all - none, 0) / (batch * layers)
     }
@@ -325,9 +333,11 @@ public final class TextClassificationTask: FederatedTask {
         let params = model.trainableParameters()
         // One optimiser per tensor steps only when that tensor has a gradient (per-tensor bias correction).
         let opts = perTensorAdamSteps ? params.map { Adam([$0], lr: learningRate) } : [Adam(params, lr: learningRate)]
-        func step(_ loss: Tensor) {
+        let head = model.classifier.trainableParameters()
+        func step(_ loss: Tensor, head updatesHead: Bool = true) {
             for o in opts { o.zeroGrad() }
             loss.backward()
+            if !updatesHead { for p in head { p.grad = nil } }
             for o in opts where o.parameters.contains(where: { $0.grad != nil }) { o.step() }
         }
         model.train()
@@ -337,7 +347,7 @@ public final class TextClassificationTask: FederatedTask {
             let (x, y) = data.batch(next())
             let active = s >= steps - c.fullDepthSteps ? full : c.sample(&drop, &rng)
             let loss = Loss.crossEntropy(forward(x, active: active, frozen: c.frozenLayers), y)
-            step(loss)
+            step(loss, head: !c.headAtFullDepthOnly || !active.contains(false))
             lossSum += Double(loss.item) * Double(y.count)
             samples += y.count
             var w = 0.0

@@ -38,6 +38,7 @@ struct PEFT: ParsableCommand {
         @Option(name: .customLong("keep-top"), help: "Never skip the top K layers (the ratio is spread over the others).") var keepTop = 0
         @Option(name: .customLong("full-depth-steps"), help: "The last N local steps of a round run at full depth.") var fullDepthSteps = 0
         @Option(name: .customLong("head-steps"), help: "N extra head-only steps a round on full-depth features computed without gradient.") var headSteps = 0
+        @Flag(name: .customLong("head-full-only"), help: "The head learns only in steps that ran every layer (head and full-depth steps).") var headFullOnly = false
         @Option(help: "Bandit reward denominator: device (its own round time) or round (the round's time).") var reward = "device"
         @Option(name: .customLong("base-precision"), help: "Frozen base weights stored as f32, f16 or bf16 (rounded to it; counted at its width).") var basePrecision = "f32"
         @Option(name: .customLong("adam-steps"), help: "Adam bias correction per tensor (its own steps, as PyTorch) or global.") var adamSteps = "tensor"
@@ -132,7 +133,7 @@ struct PEFT: ParsableCommand {
 
         func makeSimulation(_ spec: String, seed: UInt64, task: TextClassificationTask) throws -> TaskSimulation<DropPEFTStrategy> {
             let options = DropoutOptions(sampling: DropoutSampling(rawValue: sampling)!, keepTop: keepTop,
-                                         fullDepthSteps: fullDepthSteps, headSteps: headSteps)
+                                         fullDepthSteps: fullDepthSteps, headSteps: headSteps, headAtFullDepthOnly: headFullOnly)
             let strategy = try DropPEFTStrategy(try PEFTStrategySpec(parsing: spec), layers: task.layers, personalLayers: personalLayers,
                                                 arms: try arms.map(DropoutArm.parseList) ?? DropoutArm.defaults, options: options,
                                                 reward: BanditReward(rawValue: reward)!, seed: seed)
