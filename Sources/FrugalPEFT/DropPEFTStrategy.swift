@@ -6,6 +6,11 @@ import FrugalFederated
 public enum PEFTStrategySpec: Sendable, Equatable, CustomStringConvertible {
     /// DropPEFT: a bandit per device class picks each device's layer-dropout configuration.
     case dropPEFT(BanditPolicy)
+    /// DropPEFT's arms assigned by a fixed time rule instead of a bandit: each device takes the arm
+    /// with the least dropout whose expected compute per sample (its profile's `computePerSample`
+    /// x the arm's expected active fraction) is within the deadline, the q-quantile of the fleet's
+    /// full-depth compute per sample (the fastest arm when none is).
+    case deadline(Double)
     /// Federated LoRA at full depth.
     case fedLoRA
     /// Every device: uniform layer dropout with this overall ratio.
@@ -21,6 +26,10 @@ public enum PEFTStrategySpec: Sendable, Equatable, CustomStringConvertible {
         switch parts.first ?? "" {
         case "droppeft":
             self = .dropPEFT(parts.count > 1 ? try BanditPolicy(parsing: parts.dropFirst().joined(separator: ":")) : .ucb(c: 1))
+        case "deadline" where parts.count <= 2:
+            let q = parts.count == 2 ? Double(parts[1]) : 0.5
+            guard let q, q >= 0, q <= 1 else { throw PEFTError("strategy '\(s)': the deadline quantile must be in [0, 1]") }
+            self = .deadline(q)
         case "fedlora" where parts.count == 1: self = .fedLoRA
         case "fixed" where parts.count == 2:
             guard let r = Float(parts[1]), r >= 0, r < 1 else { throw PEFTError("strategy '\(s)': the ratio must be in [0, 1)") }
@@ -34,12 +43,13 @@ public enum PEFTStrategySpec: Sendable, Equatable, CustomStringConvertible {
             }
             self = .arm(f, r)
         default:
-            throw PEFTError("unknown strategy '\(s)' (droppeft[:ucb|thompson|egreedy], fedlora, fixed:R, freeze:K, arm:FAMILY:R)")
+            throw PEFTError("unknown strategy '\(s)' (droppeft[:ucb|thompson|egreedy], deadline[:Q], fedlora, fixed:R, freeze:K, arm:FAMILY:R)")
         }
     }
     public var description: String {
         switch self {
         case .dropPEFT(let p): "droppeft:\(p)"
+        case .deadline(let q): "deadline:\(q)"
         case .fedLoRA: "fedlora"
         case .fixed(let r): "fixed:\(r)"
         case .freeze(let k): "freeze:\(k)"
@@ -134,6 +144,10 @@ public final class DropPEFTStrategy: TaskStrategy {
     public let reward: BanditReward
     let seed: UInt64
     public private(set) var bandits: [String: DropoutBandit] = [:]
+    /// The devices of the federation (the deadline rule's quantile is taken over them).
+    public var fleet: [DeviceProfile] = []
+    /// Expected fraction of the layers an arm's step runs (2,000 seeded draws of its sampler).
+    public private(set) var expectedActive: [Double] = []
     var chosenArm: [Int: Int] = [:]
     var personal: [Int: [Float]] = [:]
 
@@ -168,6 +182,9 @@ public final class DropPEFTStrategy: TaskStrategy {
         case .dropPEFT:
             guard !armSet.isEmpty else { throw PEFTError("DropPEFT needs at least one arm") }
             arms = armSet.map { make($0, progress: true) }
+        case .deadline:
+            guard !armSet.isEmpty else { throw PEFTError("the deadline rule needs at least one arm") }
+            arms = armSet.map { make($0, progress: false) }
         case .fedLoRA: arms = [make(DropoutArm(.uniform, 0), progress: false)]
         case .fixed(let r): arms = [make(DropoutArm(.uniform, r), progress: false)]
         case .arm(let f, let r): arms = [make(DropoutArm(f, r), progress: false)]
@@ -175,12 +192,18 @@ public final class DropPEFTStrategy: TaskStrategy {
             guard k <= layers else { throw PEFTError("freeze:\(k): the model has \(layers) layers") }
             arms = [PEFTConfiguration(dropout: .none(layers: layers), frozenLayers: layers - k, label: "top\(k)")]
         }
+        expectedActive = arms.map { c in
+            var drop = LayerDropout(c.dropout, seed: 0xE7EC), rng = RNG(seed: 0xE7ED)
+            let n = 2000
+            let active = (0..<n).reduce(0) { acc, _ in acc + c.sample(&drop, &rng).filter { $0 }.count }
+            return Double(active) / Double(n * layers)   // dropout steps only (full-depth steps not counted)
+        }
     }
 
     public var name: String {
         let drops: Bool
         switch spec {
-        case .dropPEFT, .fixed, .arm: drops = true
+        case .dropPEFT, .deadline, .fixed, .arm: drops = true
         case .fedLoRA, .freeze: drops = false
         }
         var n = spec.description + (drops ? options.suffix : "")
@@ -192,6 +215,14 @@ public final class DropPEFTStrategy: TaskStrategy {
 
     public func configure(device: Int, profile: DeviceProfile, round: Int, fits: (PEFTConfiguration) -> Bool) -> PEFTConfiguration? {
         let allowed = arms.map(fits)
+        if case .deadline(let q) = spec {
+            let speeds = (fleet.isEmpty ? [profile] : fleet).map(\.computePerSample).sorted()
+            let deadline = speeds[min(speeds.count - 1, Int((q * Double(speeds.count - 1)).rounded()))]
+            let order = arms.indices.filter { allowed[$0] }.sorted { expectedActive[$0] > expectedActive[$1] }
+            guard let fastest = order.last else { return nil }
+            let a = order.first { profile.computePerSample * expectedActive[$0] <= deadline * (1 + 1e-9) } ?? fastest
+            return arms[a]
+        }
         guard case .dropPEFT(let policy) = spec else { return allowed[0] ? arms[0] : nil }
         let key = Self.deviceClass(profile)
         var b = bandits[key] ?? DropoutBandit(arms: arms.count, policy: policy,

@@ -289,6 +289,28 @@ func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
         #expect(s.name == "droppeft:ucb:1.0+reward:round")
     }
 
+    @Test func deadlineRuleGivesSlowDevicesTheDropout() throws {
+        let arms = [DropoutArm(.uniform, 0), DropoutArm(.uniform, 0.5)]
+        let fleet = profiles(4)   // fast 0.001 s, slow 0.004 s a sample
+        func choice(_ q: Double, _ device: Int) throws -> String? {
+            let s = try DropPEFTStrategy(.deadline(q), layers: 6, arms: arms)
+            s.fleet = fleet
+            #expect(abs(s.expectedActive[0] - 1) < 1e-12 && abs(s.expectedActive[1] - 2.29 / 6) < 0.03)
+            return s.configure(device: device, profile: fleet[device], round: 1, fits: { _ in true })?.label
+        }
+        // Deadline = the fastest device's full depth: the slow device takes the fastest arm.
+        #expect(try choice(0, 0) == "full" && choice(0, 1) == "uniform:0.5")
+        // Deadline = the slowest device's full depth: everybody full.
+        #expect(try choice(1, 1) == "full")
+        // An arm that does not fit is not offered.
+        let s = try DropPEFTStrategy(.deadline(0), layers: 6, arms: arms)
+        s.fleet = fleet
+        #expect(s.configure(device: 1, profile: fleet[1], round: 1, fits: { $0.label == "full" })?.label == "full")
+        #expect(s.configure(device: 1, profile: fleet[1], round: 1, fits: { _ in false }) == nil)
+        #expect(try PEFTStrategySpec(parsing: "deadline:0.25") == .deadline(0.25))
+        #expect(throws: PEFTError.self) { try PEFTStrategySpec(parsing: "deadline:2") }
+    }
+
     @Test func personalLayersStayLocal() throws {
         let task = try tinyTask(clients: 2)
         let s = try DropPEFTStrategy(.fedLoRA, layers: 3, personalLayers: 1)
@@ -313,12 +335,17 @@ func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
         let r = try DropPEFTQuickstart.run(rounds: 2) { lines.append($0) }
         #expect(Set(r.keys) == ["fedlora", "droppeft"])
         #expect(lines.count == 3)
-        // Skipped layers cost nothing: DropPEFT's devices did less work per sample than full depth.
-        func workPerSample(_ x: TaskSimulationResult) -> Double {
-            let d = x.rows.flatMap(\.devices)
-            return d.reduce(0) { $0 + $1.work } / Double(d.reduce(0) { $0 + $1.samples })
+        // Skipped layers cost nothing: a DropPEFT device on a dropout arm did less work per sample than
+        // full depth, once the bandit's two full-depth probe passes of its first batch (16 samples at
+        // forward-only cost 1/2) are taken off; on the full-depth arm it did exactly full depth.
+        let fed = r["fedlora"]!.rows.flatMap(\.devices)
+        #expect(fed.allSatisfy { abs($0.work - Double($0.samples)) < 1e-9 })
+        let drop = r["droppeft"]!.rows.flatMap(\.devices)
+        let dropped = drop.filter { $0.configuration != "full" }
+        #expect(!dropped.isEmpty)
+        for d in drop {
+            let training = (d.work - 2 * 16 * 0.5) / Double(d.samples)
+            if d.configuration == "full" { #expect(abs(training - 1) < 1e-9) } else { #expect(training < 0.9) }
         }
-        #expect(abs(workPerSample(r["fedlora"]!) - 1) < 1e-9)
-        #expect(workPerSample(r["droppeft"]!) < 0.9)
     }
 }
