@@ -8,8 +8,9 @@ public enum PEFTStrategySpec: Sendable, Equatable, CustomStringConvertible {
     case dropPEFT(BanditPolicy)
     /// DropPEFT's arms assigned by a fixed time rule instead of a bandit: each device takes the arm
     /// with the least dropout whose expected compute per sample (its profile's `computePerSample`
-    /// x the arm's expected active fraction) is within the deadline, the q-quantile of the fleet's
-    /// full-depth compute per sample (the fastest arm when none is).
+    /// x the arm's expected active fraction) is within the deadline, the fraction f of the fleet's
+    /// slowest full-depth compute per sample (the fastest arm when none is). f = 1: full depth for
+    /// all; f = 0.75 with the Jetson mix: the TX2 boards keep within the Xavier NX's full depth.
     case deadline(Double)
     /// Federated LoRA at full depth.
     case fedLoRA
@@ -27,9 +28,9 @@ public enum PEFTStrategySpec: Sendable, Equatable, CustomStringConvertible {
         case "droppeft":
             self = .dropPEFT(parts.count > 1 ? try BanditPolicy(parsing: parts.dropFirst().joined(separator: ":")) : .ucb(c: 1))
         case "deadline" where parts.count <= 2:
-            let q = parts.count == 2 ? Double(parts[1]) : 0.5
-            guard let q, q >= 0, q <= 1 else { throw PEFTError("strategy '\(s)': the deadline quantile must be in [0, 1]") }
-            self = .deadline(q)
+            let f = parts.count == 2 ? Double(parts[1]) : 0.75
+            guard let f, f > 0, f <= 1 else { throw PEFTError("strategy '\(s)': the deadline fraction must be in (0, 1]") }
+            self = .deadline(f)
         case "fedlora" where parts.count == 1: self = .fedLoRA
         case "fixed" where parts.count == 2:
             guard let r = Float(parts[1]), r >= 0, r < 1 else { throw PEFTError("strategy '\(s)': the ratio must be in [0, 1)") }
@@ -49,7 +50,7 @@ public enum PEFTStrategySpec: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .dropPEFT(let p): "droppeft:\(p)"
-        case .deadline(let q): "deadline:\(q)"
+        case .deadline(let f): "deadline:\(f)"
         case .fedLoRA: "fedlora"
         case .fixed(let r): "fixed:\(r)"
         case .freeze(let k): "freeze:\(k)"
@@ -215,9 +216,8 @@ public final class DropPEFTStrategy: TaskStrategy {
 
     public func configure(device: Int, profile: DeviceProfile, round: Int, fits: (PEFTConfiguration) -> Bool) -> PEFTConfiguration? {
         let allowed = arms.map(fits)
-        if case .deadline(let q) = spec {
-            let speeds = (fleet.isEmpty ? [profile] : fleet).map(\.computePerSample).sorted()
-            let deadline = speeds[min(speeds.count - 1, Int((q * Double(speeds.count - 1)).rounded()))]
+        if case .deadline(let f) = spec {
+            let deadline = f * (fleet.isEmpty ? [profile] : fleet).map(\.computePerSample).max()!
             let order = arms.indices.filter { allowed[$0] }.sorted { expectedActive[$0] > expectedActive[$1] }
             guard let fastest = order.last else { return nil }
             let a = order.first { profile.computePerSample * expectedActive[$0] <= deadline * (1 + 1e-9) } ?? fastest

@@ -164,7 +164,7 @@ struct PEFT: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run one federated PEFT strategy; print a line per round.",
             discussion: "Example: frugal peft run --strategy droppeft --task sst2 --devices 50 --per-round 10 --rounds 20 --limit-train 5000 --target-accuracy 0.8 --json runs/droppeft.json")
-        @Option(help: "droppeft[:ucb|thompson|egreedy], deadline[:Q], fedlora, fixed:R, freeze:K, arm:FAMILY:R") var strategy = "droppeft"
+        @Option(help: "droppeft[:ucb|thompson|egreedy], deadline[:F], fedlora, fixed:R, freeze:K, arm:FAMILY:R") var strategy = "droppeft"
         @OptionGroup var setup: Setup
         @Option(help: "Seed (partition, devices, selection, initialisation).") var seed: UInt64 = 0
         @Option(help: "Write the per-round rows as JSON to this file.") var json: String?

@@ -292,23 +292,27 @@ func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
     @Test func deadlineRuleGivesSlowDevicesTheDropout() throws {
         let arms = [DropoutArm(.uniform, 0), DropoutArm(.uniform, 0.5)]
         let fleet = profiles(4)   // fast 0.001 s, slow 0.004 s a sample
-        func choice(_ q: Double, _ device: Int) throws -> String? {
-            let s = try DropPEFTStrategy(.deadline(q), layers: 6, arms: arms)
+        func choice(_ f: Double, _ device: Int) throws -> String? {
+            let s = try DropPEFTStrategy(.deadline(f), layers: 6, arms: arms)
             s.fleet = fleet
             #expect(abs(s.expectedActive[0] - 1) < 1e-12 && abs(s.expectedActive[1] - 2.29 / 6) < 0.03)
             return s.configure(device: device, profile: fleet[device], round: 1, fits: { _ in true })?.label
         }
-        // Deadline = the fastest device's full depth: the slow device takes the fastest arm.
-        #expect(try choice(0, 0) == "full" && choice(0, 1) == "uniform:0.5")
-        // Deadline = the slowest device's full depth: everybody full.
+        // Deadline = the fast device's full depth (1/4 of the slowest's): the slow device (0.004 x
+        // 0.38 > 0.001) takes the fastest arm.
+        #expect(try choice(0.25, 0) == "full" && choice(0.25, 1) == "uniform:0.5")
+        // Half of the slowest's full depth: the slow device's ratio-0.5 arm is within it.
+        #expect(try choice(0.5, 1) == "uniform:0.5")
+        // The slowest device's full depth: everybody full.
         #expect(try choice(1, 1) == "full")
         // An arm that does not fit is not offered.
-        let s = try DropPEFTStrategy(.deadline(0), layers: 6, arms: arms)
+        let s = try DropPEFTStrategy(.deadline(0.25), layers: 6, arms: arms)
         s.fleet = fleet
         #expect(s.configure(device: 1, profile: fleet[1], round: 1, fits: { $0.label == "full" })?.label == "full")
         #expect(s.configure(device: 1, profile: fleet[1], round: 1, fits: { _ in false }) == nil)
         #expect(try PEFTStrategySpec(parsing: "deadline:0.25") == .deadline(0.25))
         #expect(throws: PEFTError.self) { try PEFTStrategySpec(parsing: "deadline:2") }
+        #expect(throws: PEFTError.self) { try PEFTStrategySpec(parsing: "deadline:0") }
     }
 
     @Test func personalLayersStayLocal() throws {
