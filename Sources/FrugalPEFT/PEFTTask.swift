@@ -373,19 +373,51 @@ public final class TextClassificationTask: FederatedTask {
     }
 
     public func evaluate(_ parameters: [Float]) throws -> TaskEvaluation {
+        let (correct, _, lossSum) = try evaluatePerClass(parameters)
+        let n = Double(max(test.count, 1))
+        return TaskEvaluation(accuracy: Double(correct.reduce(0, +)) / n, loss: lossSum.reduce(0, +) / n)
+    }
+
+    /// Per test class: correct predictions, samples and summed cross-entropy, at full depth.
+    public func evaluatePerClass(_ parameters: [Float]) throws -> (correct: [Int], count: [Int], lossSum: [Double]) {
         try ModelVector.load(parameters, into: model, layout: layout)
         model.eval()
         let full = [Bool](repeating: true, count: layers)
-        var correct = 0, lossSum = 0.0
+        var correct = [Int](repeating: 0, count: test.classes), count = correct
+        var lossSum = [Double](repeating: 0, count: test.classes)
         var i = 0
         while i < test.count {
             let idx = Array(i..<min(i + 64, test.count))
             let (x, y) = test.batch(idx)
             let logits = withNoGrad { forward(x, active: full, frozen: 0) }
-            lossSum += Double(withNoGrad { Loss.crossEntropy(logits, y) }.item) * Double(y.count)
-            for (p, t) in zip(logits.argmax(axis: -1), y) where p == t { correct += 1 }
+            let logp = withNoGrad { logits.logSoftmax(axis: -1) }.array
+            let pred = logits.argmax(axis: -1)
+            for (r, t) in y.enumerated() {
+                count[t] += 1
+                if pred[r] == t { correct[t] += 1 }
+                lossSum[t] -= Double(logp[r * test.classes + t])
+            }
             i += 64
         }
-        return TaskEvaluation(accuracy: Double(correct) / Double(max(test.count, 1)), loss: lossSum / Double(max(test.count, 1)))
+        return (correct, count, lossSum)
+    }
+
+    /// Share of each class among `client`'s training samples.
+    public func labelMix(client: Int) -> [Double] {
+        var n = [Double](repeating: 0, count: test.classes)
+        for y in clients[client].labels { n[y] += 1 }
+        let total = max(n.reduce(0, +), 1)
+        return n.map { $0 / total }
+    }
+
+    /// Accuracy with test samples of class c weighted by `mix[c]` (per-class accuracies averaged
+    /// with the weights `mix`; classes absent from the test set are left out).
+    public static func weightedAccuracy(correct: [Int], count: [Int], mix: [Double]) -> Double {
+        var num = 0.0, den = 0.0
+        for c in count.indices where count[c] > 0 {
+            num += mix[c] * Double(correct[c]) / Double(count[c])
+            den += mix[c]
+        }
+        return den > 0 ? num / den : 0
     }
 }

@@ -43,6 +43,7 @@ struct PEFT: ParsableCommand {
         @Option(name: .customLong("base-precision"), help: "Frozen base weights stored as f32, f16 or bf16 (rounded to it; counted at its width).") var basePrecision = "f32"
         @Option(name: .customLong("adam-steps"), help: "Adam bias correction per tensor (its own steps, as PyTorch) or global.") var adamSteps = "tensor"
         @Option(name: .customLong("reference-length"), help: "A sample's work scales with its batch's sequence length over this (0: per sample; default 64 for minilm).") var referenceLength: Int?
+        @Option(name: .customLong("personal-eval"), help: "After the run, evaluate devices 0..<N on their own label mixes (global and personalised model).") var personalEval = 0
         @Option(name: .customLong("forward-only-cost"), help: "Cost of a layer run forward without gradient relative to training it.") var forwardOnlyCost = 0.5
 
         func validate() throws {
@@ -55,6 +56,7 @@ struct PEFT: ParsableCommand {
             guard BanditReward(rawValue: reward) != nil else { throw ValidationError("--reward: use device or round") }
             guard ["f32", "f16", "bf16"].contains(basePrecision) else { throw ValidationError("--base-precision: use f32, f16 or bf16") }
             guard ["tensor", "global"].contains(adamSteps) else { throw ValidationError("--adam-steps: use tensor or global") }
+            guard personalEval >= 0, personalEval <= devices else { throw ValidationError("--personal-eval must be in 0...--devices") }
             guard keepTop >= 0, fullDepthSteps >= 0, headSteps >= 0, (referenceLength ?? 0) >= 0, forwardOnlyCost >= 0 else {
                 throw ValidationError("--keep-top, --full-depth-steps, --head-steps, --reference-length and --forward-only-cost must be ≥ 0")
             }
@@ -147,7 +149,26 @@ struct PEFT: ParsableCommand {
 
         func simulate(_ spec: String, seed: UInt64, task: TextClassificationTask,
                       progress: (TaskRoundRecord) -> Void) throws -> TaskSimulationResult {
-            try makeSimulation(spec, seed: seed, task: task).run(progress: progress)
+            let sim = try makeSimulation(spec, seed: seed, task: task)
+            var r = try sim.run(progress: progress)
+            r.personalised = try personalised(sim)
+            return r
+        }
+
+        /// Devices 0..<personalEval on their own label mixes (nil when personalEval is 0).
+        func personalised(_ sim: TaskSimulation<DropPEFTStrategy>) throws -> PersonalisedEvaluation? {
+            guard personalEval > 0 else { return nil }
+            let task = sim.task
+            let g = try task.evaluatePerClass(sim.global)
+            var ev = PersonalisedEvaluation(devices: Array(0..<personalEval), global: [], personal: [])
+            for d in ev.devices {
+                let mix = task.labelMix(client: d)
+                ev.global.append(TextClassificationTask.weightedAccuracy(correct: g.correct, count: g.count, mix: mix))
+                let own = sim.strategy.start(device: d, global: sim.global, layout: task.layout)
+                let p = own == sim.global ? g : try task.evaluatePerClass(own)
+                ev.personal.append(TextClassificationTask.weightedAccuracy(correct: p.correct, count: p.count, mix: mix))
+            }
+            return ev
         }
     }
 
@@ -179,7 +200,11 @@ struct PEFT: ParsableCommand {
                 print(PEFT.progressLine(try sim.runRound())); flushStdout()
                 if let json { try writeJSON(sim.result, to: json) }
             }
-            let r = sim.result
+            var r = sim.result
+            r.personalised = try setup.personalised(sim)
+            if let p = r.personalised {
+                print("on devices 0..<\(p.devices.count)'s label mixes: global model \(fmt(100 * p.meanGlobal, 2))%, personalised \(fmt(100 * p.meanPersonal, 2))%")
+            }
             for (cls, b) in sim.strategy.bandits.sorted(by: { $0.key < $1.key }) {
                 let arms = zip(sim.strategy.arms, zip(b.counts, b.means)).map { a, cm in
                     "\(a.label) n=\(cm.0) mean=\(cm.1.map { String(format: "%.3g", $0) } ?? "-")"
@@ -229,9 +254,10 @@ struct PEFT: ParsableCommand {
                         let task = try setup.makeTask(seed: seed, data: data)
                         let sim = try setup.makeSimulation(spec, seed: seed, task: task)
                         print("[\(sim.strategy.name) seed \(seed)] ", terminator: "")
-                        let r = try sim.run { row in
+                        var r = try sim.run { row in
                             print("r\(row.round) \(row.accuracy.map { fmt(100 * $0, 1) + "%" } ?? "-") ", terminator: ""); flushStdout()
                         }
+                        r.personalised = try setup.personalised(sim)
                         print("")
                         if results[r.strategy] == nil { order.append(r.strategy) }
                         results[r.strategy, default: []].append(r)
@@ -245,12 +271,13 @@ struct PEFT: ParsableCommand {
             func x(_ v: Double?) -> String { v.map { fmt($0, 2) + "x" } ?? "-" }
             func mib(_ v: Double?) -> String { v.map { PEFT.mib(Int($0)) } ?? "-" }
             let header = ["strategy", "seeds", "final acc", "best acc", "reached", "sim s to target", "speed-up", "s/round",
-                          "mean device peak MiB", "largest peak MiB", "memory saved (mean / largest)"]
+                          "mean device peak MiB", "largest peak MiB", "memory saved (mean / largest)", "own-mix acc (global / personal)"]
             let table = rows.map { r in
                 [r.strategy, "\(r.seeds)", pct(r.finalAccuracy), pct(r.bestAccuracy), "\(r.reached)/\(r.seeds)",
                  r.timeToTarget.map { fmt($0, 1) } ?? "-", x(r.speedUp), r.secondsPerRound.map { fmt($0, 2) } ?? "-",
                  mib(r.meanDevicePeak), mib(r.largestPeak),
-                 r.memorySavedMean.map { fmt(100 * $0, 0) + "% / " + (r.memorySavedLargest.map { fmt(100 * $0, 0) + "%" } ?? "-") } ?? "-"]
+                 r.memorySavedMean.map { fmt(100 * $0, 0) + "% / " + (r.memorySavedLargest.map { fmt(100 * $0, 0) + "%" } ?? "-") } ?? "-",
+                 r.ownMixGlobal.map { pct($0) + " / " + pct(r.ownMixPersonal) } ?? "-"]
             }
             printTable(header, table)
             var md = "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in " --- |" }.joined() + "\n"
@@ -296,6 +323,10 @@ struct PEFTSummary {
         var largestPeak: Double?
         var memorySavedMean: Double?
         var memorySavedLargest: Double?
+        /// With --personal-eval: mean accuracy on the evaluated devices' own label mixes of the
+        /// global model and of their personalised models (medians over seeds).
+        var ownMixGlobal: Double?
+        var ownMixPersonal: Double?
     }
 
     static func median(_ xs: [Double]) -> Double? {
@@ -341,7 +372,9 @@ struct PEFTSummary {
                        reached: times.count, timeToTarget: times.count == rs.count ? Self.median(times) : nil,
                        secondsPerRound: Self.median(rs.compactMap { r in r.rows.last.map { $0.simulatedSeconds / Double(max($0.round, 1)) } }),
                        meanDevicePeak: Self.median(peaks.filter { !$0.isEmpty }.map { $0.reduce(0, +) / Double($0.count) }),
-                       largestPeak: Self.median(peaks.compactMap { $0.max() }))
+                       largestPeak: Self.median(peaks.compactMap { $0.max() }),
+                       ownMixGlobal: Self.median(rs.compactMap { $0.personalised?.meanGlobal }),
+                       ownMixPersonal: Self.median(rs.compactMap { $0.personalised?.meanPersonal }))
         }
         if let b = rows.first(where: { $0.strategy == baseline }) {
             for i in rows.indices {

@@ -315,6 +315,21 @@ func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
         #expect(throws: PEFTError.self) { try PEFTStrategySpec(parsing: "deadline:0") }
     }
 
+    @Test func perClassAndLabelMixEvaluation() throws {
+        #expect(abs(TextClassificationTask.weightedAccuracy(correct: [8, 3], count: [10, 6], mix: [0.25, 0.75]) - 0.575) < 1e-12)
+        // A class absent from the test set is left out of the weights.
+        #expect(abs(TextClassificationTask.weightedAccuracy(correct: [8, 0], count: [10, 0], mix: [0.25, 0.75]) - 0.8) < 1e-12)
+        let task = try tinyTask()
+        let v = task.initialParameters()
+        let e = try task.evaluate(v), pc = try task.evaluatePerClass(v)
+        #expect(pc.count.reduce(0, +) == task.test.count)
+        #expect(abs(e.accuracy - Double(pc.correct.reduce(0, +)) / Double(task.test.count)) < 1e-12)
+        #expect(abs(e.loss - pc.lossSum.reduce(0, +) / Double(task.test.count)) < 1e-12)
+        let mix = task.labelMix(client: 0)
+        let n = task.clients[0].labels.filter { $0 == 1 }.count
+        #expect(abs(mix[1] - Double(n) / Double(task.clients[0].count)) < 1e-12 && abs(mix.reduce(0, +) - 1) < 1e-12)
+    }
+
     @Test func personalLayersStayLocal() throws {
         let task = try tinyTask(clients: 2)
         let s = try DropPEFTStrategy(.fedLoRA, layers: 3, personalLayers: 1)

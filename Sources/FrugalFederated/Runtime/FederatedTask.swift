@@ -114,6 +114,26 @@ public struct TaskSimulationResult: Sendable, Codable, Equatable {
     public var finalAccuracy: Double?
     /// Largest measured peak training memory of any device over the run.
     public var peakMemoryBytes: Int
+    /// Optional end-of-run evaluation on devices' own label mixes (e.g. personalised layers).
+    public var personalised: PersonalisedEvaluation?
+}
+
+/// Test accuracy of the models devices would use, each weighted to the device's own label mix
+/// (test samples of class c weigh the device's share of class c): the global model, and the
+/// device's personalised model (global shared parts + its own personal parts).
+public struct PersonalisedEvaluation: Sendable, Codable, Equatable {
+    /// The devices evaluated.
+    public var devices: [Int]
+    /// Per device: the global model's accuracy on its mix.
+    public var global: [Double]
+    /// Per device: its personalised model's accuracy on its mix (the global one where it has no
+    /// personal parts).
+    public var personal: [Double]
+    public init(devices: [Int], global: [Double], personal: [Double]) {
+        self.devices = devices; self.global = global; self.personal = personal
+    }
+    public var meanGlobal: Double { global.reduce(0, +) / Double(max(global.count, 1)) }
+    public var meanPersonal: Double { personal.reduce(0, +) / Double(max(personal.count, 1)) }
 }
 
 /// A synchronous federated simulation of a `FederatedTask`, with the same selection and clock as
@@ -241,6 +261,7 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
 
     public var result: TaskSimulationResult {
         TaskSimulationResult(strategy: strategy.name, rows: rows, targetAccuracy: config.targetAccuracy, reached: reached,
-                             finalAccuracy: rows.last(where: { $0.accuracy != nil })?.accuracy, peakMemoryBytes: peak)
+                             finalAccuracy: rows.last(where: { $0.accuracy != nil })?.accuracy, peakMemoryBytes: peak,
+                             personalised: nil)
     }
 }
