@@ -6,7 +6,8 @@ import FrugalFederated
 
 /// A short DropPEFT tour on a small generated transformer (for `frugal quickstart`): a random
 /// 6-layer BERT with LoRA adapters, generated token sequences over 20 Jetson-profile devices,
-/// DropPEFT (UCB) against federated LoRA at full depth. Returns each strategy's result.
+/// DropPEFT (UCB over full depth and uniform dropout 0.25 and 0.5, rewarded per second of the
+/// round) against federated LoRA at full depth. Returns each strategy's result.
 public enum DropPEFTQuickstart {
     public static func run(rounds: Int = 6, print say: (String) -> Void = { Swift.print($0) }) throws -> [String: TaskSimulationResult] {
         let devices = 20
@@ -25,7 +26,9 @@ public enum DropPEFTQuickstart {
             LoRA.inject(into: bert, LoRAConfig(rank: 4, alpha: 8), rng: &rng)
             let task = try TextClassificationTask(model: BertClassifier(bert: bert, classes: 2, rng: &rng), clients: clients,
                                                   test: test, learningRate: 5e-3)
-            let strategy = try DropPEFTStrategy(try PEFTStrategySpec(parsing: spec), layers: 6, seed: 1)
+            let strategy = try DropPEFTStrategy(try PEFTStrategySpec(parsing: spec), layers: 6,
+                                                arms: [DropoutArm(.uniform, 0), DropoutArm(.uniform, 0.25), DropoutArm(.uniform, 0.5)],
+                                                reward: .round, seed: 1)
             var cfg = SimulationConfig()
             cfg.rounds = rounds; cfg.devicesPerRound = 5; cfg.batchSize = 16; cfg.localSteps = 5; cfg.seed = 1
             let r = try TaskSimulation(task: task, strategy: strategy, devices: profiles, config: cfg).run()

@@ -41,17 +41,24 @@ public struct PEFTError: Error, CustomStringConvertible, LocalizedError, Sendabl
 }
 
 /// A multi-armed bandit over `arms` (e.g. layer-dropout configurations). Rewards are any real
-/// numbers (DropPEFT: full-depth loss decrease per simulated second of the device); UCB's bonus is
-/// scaled by the largest absolute reward seen so far so that it is unit-free.
+/// numbers (DropPEFT: full-depth loss decrease per simulated second); UCB's bonus is scaled by the
+/// largest absolute reward seen so far so that it is unit-free.
+///
+/// Rewards may arrive later than the choices (DropPEFT pays at the end of a round, after several
+/// devices of a class chose): a choice is *pending* until its `update` (or `cancel`), and pending
+/// pulls count as plays for exploration (an arm chosen but not yet paid is not "untried", and UCB's
+/// bonus shrinks with it), so devices of one class in one round spread over the untried arms.
 ///
 ///     var b = DropoutBandit(arms: 6, policy: .ucb(c: 1), seed: 1)
-///     let a = b.choose()            // an arm index
+///     let a = b.choose()!           // an arm index
 ///     b.update(arm: a, reward: r)
 public struct DropoutBandit: Sendable {
     public let arms: Int
     public let policy: BanditPolicy
     public private(set) var counts: [Int]
     public private(set) var sums: [Double]
+    /// Chosen but not yet paid, per arm.
+    public private(set) var pending: [Int]
     var sumSquares: [Double]
     var scale = 0.0
     var rng: RNG
@@ -61,12 +68,13 @@ public struct DropoutBandit: Sendable {
         self.arms = arms
         self.policy = policy
         counts = [Int](repeating: 0, count: arms)
+        pending = counts
         sums = [Double](repeating: 0, count: arms)
         sumSquares = sums
         rng = RNG(seed: seed)
     }
 
-    /// Mean reward of each arm (nil: never played).
+    /// Mean reward of each arm (nil: never paid).
     public var means: [Double?] { (0..<arms).map { counts[$0] > 0 ? sums[$0] / Double(counts[$0]) : nil } }
     /// The arm with the best mean so far (ties: the lowest index).
     public var best: Int? {
@@ -78,45 +86,61 @@ public struct DropoutBandit: Sendable {
     }
 
     /// The next arm among `allowed` (all when nil; e.g. those that fit the device's memory), or nil
-    /// when none is allowed.
+    /// when none is allowed. The choice is pending until `update` or `cancel`.
     public mutating func choose(allowed: [Bool]? = nil) -> Int? {
-        let sums = self.sums, counts = self.counts
+        guard let a = pick(allowed: allowed) else { return nil }
+        pending[a] += 1
+        return a
+    }
+
+    mutating func pick(allowed: [Bool]?) -> Int? {
+        let sums = self.sums, counts = self.counts, pending = self.pending
         let cand = (0..<arms).filter { allowed?[$0] ?? true }
         guard !cand.isEmpty else { return nil }
-        if let untried = cand.first(where: { counts[$0] == 0 }) { return untried }
+        if let untried = cand.first(where: { counts[$0] + pending[$0] == 0 }) { return untried }
+        // Arms with a paid reward are scored; when none has one yet, the least pending arm.
+        let scored = cand.filter { counts[$0] > 0 }
+        guard !scored.isEmpty else { return cand.min { pending[$0] < pending[$1] } }
         func mean(_ a: Int) -> Double { sums[a] / Double(counts[a]) }
+        func plays(_ a: Int) -> Double { Double(counts[a] + pending[a]) }
         let s = max(scale, 1e-12)
         switch policy {
         case .ucb(let c):
-            let n = Double(cand.reduce(0) { $0 + counts[$1] })
-            return cand.max { a, b in
-                mean(a) / s + c * (2 * log(n) / Double(counts[a])).squareRoot()
-                    < mean(b) / s + c * (2 * log(n) / Double(counts[b])).squareRoot()
+            let n = cand.reduce(0.0) { $0 + plays($1) }
+            return scored.max { a, b in
+                mean(a) / s + c * (2 * log(n) / plays(a)).squareRoot() < mean(b) / s + c * (2 * log(n) / plays(b)).squareRoot()
             }
         case .thompson:
             let total = Double(counts.reduce(0, +))
             var ss = 0.0
             for a in 0..<arms where counts[a] > 0 { ss += sumSquares[a] - sums[a] * sums[a] / Double(counts[a]) }
             let sigma = max((ss / max(total - 1, 1)).squareRoot(), 0.1 * s)
-            var bestArm = cand[0], bestDraw = -Double.infinity
-            for a in cand {
+            var bestArm = scored[0], bestDraw = -Double.infinity
+            for a in scored {
                 let draw = mean(a) + sigma / Double(counts[a]).squareRoot() * Double(rng.normal())
                 if draw > bestDraw { bestDraw = draw; bestArm = a }
             }
             return bestArm
         case .epsilonGreedy(let e):
             if Double(rng.uniform()) < e { return cand[rng.int(cand.count)] }
-            return cand.max { mean($0) < mean($1) }
+            return scored.max { mean($0) < mean($1) }
         }
     }
 
-    /// Records a reward of `arm`.
+    /// Records a reward of `arm` (and settles one pending choice of it).
     public mutating func update(arm: Int, reward: Double) {
         precondition(arm >= 0 && arm < arms, "arm \(arm) outside 0..<\(arms)")
+        if pending[arm] > 0 { pending[arm] -= 1 }
         guard reward.isFinite else { return }
         counts[arm] += 1
         sums[arm] += reward
         sumSquares[arm] += reward * reward
         scale = max(scale, abs(reward))
+    }
+
+    /// Drops one pending choice of `arm` without a reward.
+    public mutating func cancel(arm: Int) {
+        precondition(arm >= 0 && arm < arms, "arm \(arm) outside 0..<\(arms)")
+        if pending[arm] > 0 { pending[arm] -= 1 }
     }
 }

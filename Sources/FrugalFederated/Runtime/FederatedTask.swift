@@ -67,9 +67,11 @@ public protocol TaskStrategy: AnyObject {
     func sharedSegments(layout: TensorLayout) -> [Bool]
     /// The vector `device` starts from: the global one, with its personal segments if it has any.
     func start(device: Int, global: [Float], layout: TensorLayout) -> [Float]
-    /// Feedback after local training: configuration, result and the device's round seconds.
+    /// Feedback at the end of the round, for each device that trained: configuration, result, the
+    /// device's seconds (compute + transfer), the round's seconds (the slowest device's) and the
+    /// device's local parameters after training.
     func observe(device: Int, profile: DeviceProfile, configuration: Task.Configuration, result: LocalTrainingResult,
-                 seconds: Double, local: [Float], layout: TensorLayout)
+                 seconds: Double, roundSeconds: Double, local: [Float], layout: TensorLayout)
 }
 
 /// One device's part in one round of a `TaskSimulation`.
@@ -112,6 +114,26 @@ public struct TaskSimulationResult: Sendable, Codable, Equatable {
     public var finalAccuracy: Double?
     /// Largest measured peak training memory of any device over the run.
     public var peakMemoryBytes: Int
+    /// Optional end-of-run evaluation on devices' own label mixes (e.g. personalised layers).
+    public var personalised: PersonalisedEvaluation?
+}
+
+/// Test accuracy of the models devices would use, each weighted to the device's own label mix
+/// (test samples of class c weigh the device's share of class c): the global model, and the
+/// device's personalised model (global shared parts + its own personal parts).
+public struct PersonalisedEvaluation: Sendable, Codable, Equatable {
+    /// The devices evaluated.
+    public var devices: [Int]
+    /// Per device: the global model's accuracy on its mix.
+    public var global: [Double]
+    /// Per device: its personalised model's accuracy on its mix (the global one where it has no
+    /// personal parts).
+    public var personal: [Double]
+    public init(devices: [Int], global: [Double], personal: [Double]) {
+        self.devices = devices; self.global = global; self.personal = personal
+    }
+    public var meanGlobal: Double { global.reduce(0, +) / Double(max(global.count, 1)) }
+    public var meanPersonal: Double { personal.reduce(0, +) / Double(max(personal.count, 1)) }
 }
 
 /// A synchronous federated simulation of a `FederatedTask`, with the same selection and clock as
@@ -164,6 +186,7 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
         var recs: [TaskDeviceRecord] = []
         var sums = [Double](repeating: 0, count: layout.count)
         var weightPerSegment = [Double](repeating: 0, count: layout.segments.count)
+        var feedback: [(device: Int, configuration: Task.Configuration, result: LocalTrainingResult, seconds: Double, start: [Float])] = []
         for d in select() {
             let p = devices[d]
             let batch = config.batchSize
@@ -190,10 +213,7 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
                     for i in layout.range(s) { sums[i] += w * Double(r.update[i]) }
                 }
             }
-            var local = start
-            for i in local.indices { local[i] += r.update[i] }
-            strategy.observe(device: d, profile: p, configuration: c, result: r, seconds: compute + transfer,
-                             local: local, layout: layout)
+            feedback.append((d, c, r, compute + transfer, start))
             recs.append(TaskDeviceRecord(device: d, profile: p.name, configuration: strategy.label(c), samples: r.samples,
                                          work: r.work, bytesDown: sharedBytes, bytesUp: sharedBytes, computeSeconds: compute,
                                          transferSeconds: transfer, totalSeconds: compute + transfer, idleSeconds: 0,
@@ -204,6 +224,12 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
             for i in layout.range(s) { global[i] += Float(sums[i] / weightPerSegment[s]) }
         }
         let roundTime = recs.map(\.totalSeconds).max() ?? 0
+        for f in feedback {
+            var local = f.start
+            for i in local.indices { local[i] += f.result.update[i] }
+            strategy.observe(device: f.device, profile: devices[f.device], configuration: f.configuration, result: f.result,
+                             seconds: f.seconds, roundSeconds: roundTime, local: local, layout: layout)
+        }
         var idle = 0.0
         for j in recs.indices where recs[j].configuration != nil {
             recs[j].idleSeconds = roundTime - recs[j].totalSeconds
@@ -235,6 +261,7 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
 
     public var result: TaskSimulationResult {
         TaskSimulationResult(strategy: strategy.name, rows: rows, targetAccuracy: config.targetAccuracy, reached: reached,
-                             finalAccuracy: rows.last(where: { $0.accuracy != nil })?.accuracy, peakMemoryBytes: peak)
+                             finalAccuracy: rows.last(where: { $0.accuracy != nil })?.accuracy, peakMemoryBytes: peak,
+                             personalised: nil)
     }
 }
