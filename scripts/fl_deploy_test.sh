@@ -7,7 +7,9 @@
 #      device that dies right after taking a task and is restarted from its state file: the run
 #      completes with every round once and the simulator's rows;
 #   3. a device that dies in round 2 and never returns: the rounds close by their deadline;
-#   4. an unenrolled token, a revoked device and a device using another's token are refused.
+#   4. an unenrolled token, a revoked device and a device using another's token are refused;
+#   5. DropPEFT (with a personal layer) and federated LoRA on `--model tiny` (a generated
+#      transformer task) give `frugal peft run`'s rows exactly.
 # Needs the release binary (swift build -c release --product frugal), openssl and python3.
 # Sends traffic only to 127.0.0.1; every wait is bounded.
 set -euo pipefail
@@ -146,6 +148,26 @@ refused "cannot act for device 1" --device-id 1 --token-file "$work/tokens/devic
 if "$bin" fl join --server "localhost:$port" --plaintext --device-id 0 --token-file "$work/tokens/device-0.token" --give-up 3 >/dev/null 2>&1; then
   bad "a plaintext client reached a TLS server"; else ok "a plaintext client cannot talk to the TLS server"; fi
 kill -9 "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+
+echo "== 5. DropPEFT and federated LoRA (peft run options, --model tiny) vs peft run"
+PEFT_COMMON=(--model tiny --devices 4 --per-round 4 --rounds 3 --local-steps 3 --batch 8 --limit-test 40 --partition iid --seed 2)
+for spec in "droppeft --personal-layers 1" "fedlora"; do
+  name=peft-${spec%% *}
+  read -r -a sargs <<<"--strategy $spec"
+  port=$(free_port)
+  python3 - "$work" "$name" "$port" "${sargs[@]}" "${PEFT_COMMON[@]}" <<'PY'
+import json, sys
+work, name, port, *run = sys.argv[1:]
+json.dump({"listen": f"127.0.0.1:{port}", "tls": {"certificate": "server.pem", "key": "server.key"},
+           "enrolment": "devices.json", "state": f"{name}-state", "roundDeadlineSeconds": 120.0,
+           "task": "peft", "run": run, "json": f"{name}-server.json"}, open(f"{work}/{name}.json", "w"))
+PY
+  "$bin" peft run "${sargs[@]}" "${PEFT_COMMON[@]}" --json "$work/$name-sim.json" >"$work/$name-sim.log" 2>&1 || bad "$name: peft run failed"
+  serve "$name"; spid=$last
+  for d in 0 1 2 3; do join "$name" "$port" $d; done
+  finish "$spid" "$name server finished"
+  same_rows "$work/$name-server.json" "$work/$name-sim.json" && ok "$spec over gRPC equals peft run" || bad "$name rows differ"
+done
 
 echo "fl_deploy_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
