@@ -166,6 +166,9 @@ extension FL {
         /// A PEFT run (`"task": "peft"`): the `peft run` simulation with the coordinator as its transport.
         func servePEFT(_ cfg: ServeConfig) throws {
             let pa = try PEFTRunArguments.from(cfg.run, what: "config \(config): \"run\"")
+            if pa.setup.personalEval > 0 {
+                throw CLIError("config \(config): --personal-eval needs the devices' personal layers, which stay on the devices in a deployment")
+            }
             let engine = try pa.engine()
             var opts = CoordinatorOptions(stateDirectory: cfg.state, runArguments: [PEFTRunArguments.marker] + cfg.run)
             opts.roundDeadline = cfg.roundDeadlineSeconds ?? 60

@@ -193,6 +193,23 @@ func runClients(_ clients: [DeviceClient]) -> Task<[Result<DeviceSummary, any Er
         #expect(second.engine.global == sim.global)
     }
 
+    @Test func aResultClaimingMoreSamplesThanItsAssignmentAllowsIsRejected() throws {
+        let engine = TaskEngine(try PEFTSetup("fedlora").simulation())
+        engine.openRound = 1
+        engine.sampleLimit = [2: 24]
+        let layout = engine.layout
+        func result(_ samples: Int) -> [UInt8] {
+            TaskWire.encode(LocalTrainingResult(update: [Float](repeating: 0, count: layout.count), samples: samples, loss: 1, work: 1,
+                                                peakMemoryBytes: 0, trainedSegments: [Bool](repeating: true, count: layout.segments.count),
+                                                progress: 0),
+                            round: 1, device: 2, layout: layout, shared: engine.shared)
+        }
+        #expect(engine.checkUpload(result(24), device: 2).update != nil)
+        let (u, why) = engine.checkUpload(result(25), device: 2)
+        #expect(u == nil && why?.contains("at most 24") == true)
+        #expect(engine.checkUpload(result(24), device: 3).update == nil)   // not selected: no allowance
+    }
+
     @Test func malformedResultsAreRejectedWithAReason() throws {
         let layout = try TensorLayout([("a", 3), ("b", 2)])
         let shared = [true, false]

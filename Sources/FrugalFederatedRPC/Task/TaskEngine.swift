@@ -20,6 +20,9 @@ where Strategy.Task.Configuration: Codable {
     /// lock while the engine thread waits in `exchange`).
     var checked: [Int: LocalTrainingResult] = [:]
     var openRound = 0
+    /// Most samples each device of the open round can have processed (batch × steps): the sample
+    /// count weighs its update, so a larger claim is rejected.
+    var sampleLimit: [Int: Int] = [:]
 
     public init(_ simulation: TaskSimulation<Strategy>) {
         self.simulation = simulation
@@ -42,6 +45,10 @@ where Strategy.Task.Configuration: Codable {
     public func checkUpload(_ bytes: [UInt8], device: Int) -> (update: [Float]?, rejection: String?) {
         do {
             let r = try TaskWire.decodeResult(bytes, round: openRound, device: device, layout: layout, shared: shared)
+            let limit = sampleLimit[device] ?? 0
+            guard r.samples <= limit else {
+                return (nil, "task result claims \(r.samples) samples, the assignment allows at most \(limit) (batch × steps)")
+            }
             checked[device] = r
             return (r.update, nil)
         } catch {
@@ -62,6 +69,7 @@ where Strategy.Task.Configuration: Codable {
         guard let coordinator else { throw DeploymentError("task engine: no coordinator") }
         checked = [:]
         openRound = simulation.round
+        sampleLimit = Dictionary(assignments.map { ($0.device, $0.batchSize * $0.steps) }, uniquingKeysWith: { a, _ in a })
         let streams = try assignments.map { a in
             DeviceAssignment(round: a.round, device: a.device, download: try TaskWire.encode(a, layout: layout, shared: shared), start: nil,
                              batchSize: a.batchSize, uploadSettings: [:], staleness: nil)
