@@ -271,8 +271,8 @@ public final class DropPEFTStrategy: TaskStrategy {
         bandits[Self.deviceClass(profile)]?.cancel(arm: a)
     }
 
-    /// Bandit statistics per device class (`bandit.CLASS.…`, doubles as bit patterns) and personal
-    /// layers (`personal.DEVICE`). Thompson / ε-greedy random streams restart from their seeds.
+    /// Bandit statistics and random streams per device class (`bandit.CLASS.…`, doubles as bit
+    /// patterns) and personal layers (`personal.DEVICE`): a resumed run continues exactly.
     public func saveState() -> StrategyState {
         var st = StrategyState()
         for (key, b) in bandits { for (k, v) in b.statistics { st.integers["bandit.\(key).\(k)"] = v } }

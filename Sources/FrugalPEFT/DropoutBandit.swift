@@ -138,10 +138,11 @@ public struct DropoutBandit: Sendable {
         scale = max(scale, abs(reward))
     }
 
-    /// The statistics as integers (doubles as bit patterns) for a checkpoint; the random stream
-    /// (Thompson, ε-greedy) is not included: restored, it starts again from the seed.
+    /// The statistics and the random stream's state (Thompson, ε-greedy) as integers (doubles as
+    /// bit patterns) for a checkpoint.
     public var statistics: [String: UInt64] {
         var out: [String: UInt64] = ["scale": scale.bitPattern]
+        for (i, w) in rng.state.enumerated() { out["rng.\(i)"] = w }
         for a in 0..<arms {
             out["count.\(a)"] = UInt64(counts[a]); out["pending.\(a)"] = UInt64(pending[a])
             out["sum.\(a)"] = sums[a].bitPattern; out["sumsq.\(a)"] = sumSquares[a].bitPattern
@@ -158,6 +159,11 @@ public struct DropoutBandit: Sendable {
             counts[a] = Int(c); pending[a] = Int(p); sums[a] = Double(bitPattern: su); sumSquares[a] = Double(bitPattern: sq)
         }
         scale = Double(bitPattern: sc)
+        let words = (0..<4).compactMap { s["rng.\($0)"] }
+        if !words.isEmpty {
+            guard let r = RNG(state: words) else { throw PEFTError("bandit state: bad random-stream state") }
+            rng = r
+        }
     }
 
     /// Drops one pending choice of `arm` without a reward.
