@@ -8,8 +8,9 @@
 #      completes with every round once and the simulator's rows;
 #   3. a device that dies in round 2 and never returns: the rounds close by their deadline;
 #   4. an unenrolled token, a revoked device and a device using another's token are refused;
-#   5. DropPEFT (with a personal layer) and federated LoRA on `--model tiny` (a generated
-#      transformer task) give `frugal peft run`'s rows exactly (but for measured peak memory).
+#   5. DropPEFT (with a personal layer; the server SIGKILLed mid-round and restarted) and federated
+#      LoRA on `--model tiny` (a generated transformer task) give `frugal peft run`'s rows exactly
+#      (but for measured peak memory).
 # Needs the release binary (swift build -c release --product frugal), openssl and python3.
 # Sends traffic only to 127.0.0.1; every wait is bounded.
 set -euo pipefail
@@ -169,7 +170,7 @@ if "$bin" fl join --server "localhost:$port" --plaintext --device-id 0 --token-f
 kill -9 "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
 
 echo "== 5. DropPEFT and federated LoRA (peft run options, --model tiny) vs peft run"
-PEFT_COMMON=(--model tiny --devices 4 --per-round 4 --rounds 3 --local-steps 3 --batch 8 --limit-test 40 --partition iid --seed 2)
+PEFT_COMMON=(--model tiny --devices 4 --per-round 4 --rounds 4 --local-steps 3 --batch 8 --limit-test 40 --partition iid --seed 2)
 for spec in "droppeft --personal-layers 1" "fedlora"; do
   name=peft-${spec%% *}
   read -r -a sargs <<<"--strategy $spec"
@@ -183,8 +184,23 @@ json.dump({"listen": f"127.0.0.1:{port}", "tls": {"certificate": "server.pem", "
 PY
   "$bin" peft run "${sargs[@]}" "${PEFT_COMMON[@]}" --json "$work/$name-sim.json" >"$work/$name-sim.log" 2>&1 || bad "$name: peft run failed"
   serve "$name"; spid=$last
-  for d in 0 1 2 3; do join "$name" "$port" $d; done
+  dpids=(); for d in 0 1 2; do join "$name" "$port" $d; dpids+=("$last"); done
+  if [ "$name" = peft-droppeft ]; then
+    # Device 3 dies right after taking its task of round 2 (or later): that round stays open (all 4
+    # devices are selected, the deadline is long); the server is SIGKILLed there and restarted,
+    # then device 3 comes back from its state file. The server resumes (bandits too).
+    join "$name" "$port" 3 FRUGAL_FL_TEST_DIE_IN_ROUND=2
+    rc=0; timeout 300 tail --pid="$last" -f /dev/null || true; wait "$last" || rc=$?
+    [ "$rc" -eq 3 ] && ok "$name: device 3 died right after taking a task" || bad "$name: device 3 exit $rc, expected 3"
+    kill -9 "$spid"; wait "$spid" 2>/dev/null || true
+    serve "$name"; spid=$last
+  fi
+  join "$name" "$port" 3; dpids+=("$last")
   finish "$spid" "$name server finished"
+  for p in "${dpids[@]}"; do finish "$p" "$name device finished"; done
+  if [ "$name" = peft-droppeft ]; then
+    grep -qE 'rounds [1-9]/4 done' "$work/$name-server.log" && ok "$name: the killed server resumed from its checkpoint" || bad "$name: no resume logged"
+  fi
   same_task_rows "$work/$name-server.json" "$work/$name-sim.json" && ok "$spec over gRPC equals peft run" || bad "$name rows differ"
 done
 
