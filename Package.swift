@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "FrugalCoreTests", dependencies: ["FrugalCore"], swiftSettings: fast),
         .testTarget(name: "FrugalNNTests", dependencies: ["FrugalNN"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalFederatedTests", dependencies: ["FrugalFederated"], swiftSettings: fast),
-        .testTarget(name: "FrugalFederatedRPCTests", dependencies: ["FrugalFederatedRPC", "FrugalFederated"], resources: [.copy("Fixtures")], swiftSettings: fast),
+        .testTarget(name: "FrugalFederatedRPCTests", dependencies: ["FrugalFederatedRPC", "FrugalFederated", "FrugalPEFT"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalModelsTests", dependencies: ["FrugalModels"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalMoETests", dependencies: ["FrugalMoE"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FrugalNASTests", dependencies: ["FrugalNAS"], swiftSettings: fast),

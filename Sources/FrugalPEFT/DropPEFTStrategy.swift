@@ -264,6 +264,49 @@ public final class DropPEFTStrategy: TaskStrategy {
         guard t > 0 else { bandits[key]?.cancel(arm: a); return }
         bandits[key]?.update(arm: a, reward: result.progress / t)
     }
+
+    /// A device that brought nothing back: its pending bandit choice is cancelled.
+    public func dropped(device: Int, profile: DeviceProfile, configuration: PEFTConfiguration) {
+        guard let a = chosenArm.removeValue(forKey: device) else { return }
+        bandits[Self.deviceClass(profile)]?.cancel(arm: a)
+    }
+
+    /// Bandit statistics and random streams per device class (`bandit.CLASS.…`, doubles as bit
+    /// patterns) and personal layers (`personal.DEVICE`): a resumed run continues exactly.
+    public func saveState() -> StrategyState {
+        var st = StrategyState()
+        for (key, b) in bandits { for (k, v) in b.statistics { st.integers["bandit.\(key).\(k)"] = v } }
+        for (d, v) in personal { st.arrays["personal.\(d)"] = v }
+        return st
+    }
+
+    public func restoreState(_ state: StrategyState, layout: TensorLayout) throws {
+        guard case .dropPEFT(let policy) = spec else { bandits = [:]; return try restorePersonal(state, layout: layout) }
+        var keys = Set<String>()
+        for k in state.integers.keys where k.hasPrefix("bandit.") && k.hasSuffix(".scale") {
+            keys.insert(String(k.dropFirst(7).dropLast(6)))
+        }
+        var restored: [String: DropoutBandit] = [:]
+        for key in keys {
+            var b = DropoutBandit(arms: arms.count, policy: policy, seed: seed ^ UInt64(truncatingIfNeeded: key.hashValueStable))
+            var stats: [String: UInt64] = [:]
+            for (k, v) in state.integers where k.hasPrefix("bandit.\(key).") { stats[String(k.dropFirst(8 + key.count))] = v }
+            try b.restore(statistics: stats)
+            restored[key] = b
+        }
+        bandits = restored
+        chosenArm = [:]
+        try restorePersonal(state, layout: layout)
+    }
+
+    func restorePersonal(_ state: StrategyState, layout: TensorLayout) throws {
+        var own: [Int: [Float]] = [:]
+        for (k, v) in state.arrays where k.hasPrefix("personal.") {
+            guard let d = Int(k.dropFirst(9)), v.count == layout.count else { throw PEFTError("strategy state: bad entry \(k)") }
+            own[d] = v
+        }
+        personal = own
+    }
 }
 
 extension String {

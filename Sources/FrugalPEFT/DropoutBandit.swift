@@ -138,6 +138,34 @@ public struct DropoutBandit: Sendable {
         scale = max(scale, abs(reward))
     }
 
+    /// The statistics and the random stream's state (Thompson, ε-greedy) as integers (doubles as
+    /// bit patterns) for a checkpoint.
+    public var statistics: [String: UInt64] {
+        var out: [String: UInt64] = ["scale": scale.bitPattern]
+        for (i, w) in rng.state.enumerated() { out["rng.\(i)"] = w }
+        for a in 0..<arms {
+            out["count.\(a)"] = UInt64(counts[a]); out["pending.\(a)"] = UInt64(pending[a])
+            out["sum.\(a)"] = sums[a].bitPattern; out["sumsq.\(a)"] = sumSquares[a].bitPattern
+        }
+        return out
+    }
+
+    /// Restores `statistics` (every arm's entries must be there).
+    public mutating func restore(statistics s: [String: UInt64]) throws {
+        guard let sc = s["scale"] else { throw PEFTError("bandit state: no scale") }
+        for a in 0..<arms {
+            guard let c = s["count.\(a)"], let p = s["pending.\(a)"], let su = s["sum.\(a)"], let sq = s["sumsq.\(a)"],
+                  c < 1 << 40, p < 1 << 40 else { throw PEFTError("bandit state: arm \(a) missing or out of range") }
+            counts[a] = Int(c); pending[a] = Int(p); sums[a] = Double(bitPattern: su); sumSquares[a] = Double(bitPattern: sq)
+        }
+        scale = Double(bitPattern: sc)
+        let words = (0..<4).compactMap { s["rng.\($0)"] }
+        if !words.isEmpty {
+            guard let r = RNG(state: words) else { throw PEFTError("bandit state: bad random-stream state") }
+            rng = r
+        }
+    }
+
     /// Drops one pending choice of `arm` without a reward.
     public mutating func cancel(arm: Int) {
         precondition(arm >= 0 && arm < arms, "arm \(arm) outside 0..<\(arms)")

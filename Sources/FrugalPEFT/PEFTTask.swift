@@ -103,7 +103,7 @@ public enum DropoutSampling: String, Sendable, Codable, CaseIterable {
 ///   and only the adapters learn, through it.
 /// - `measuresProgress`: the task evaluates the full-depth loss of the first batch before and after
 ///   local training (the bandit's reward); those two forward passes are charged to the device.
-public struct PEFTConfiguration: Sendable, Equatable {
+public struct PEFTConfiguration: Sendable, Equatable, Codable {
     public var dropout: LayerDropoutConfig
     public var frozenLayers: Int
     public var label: String

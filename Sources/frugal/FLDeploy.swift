@@ -6,6 +6,7 @@ import FrugalData
 import FrugalModels
 import FrugalFederated
 import FrugalFederatedRPC
+import FrugalPEFT
 
 /// The options of a run as `fl run` takes them; the server sends them to its devices, so server,
 /// devices and a simulation with the same options build the same model, partition and strategy.
@@ -28,10 +29,38 @@ struct RunArguments: ParsableArguments {
     }
 }
 
+/// The options of a PEFT run as `peft run` takes them (`fl serve` with "task": "peft"): server,
+/// devices and `peft run` with the same options build the same task, partition and strategy.
+struct PEFTRunArguments: ParsableArguments {
+    @Option(help: "droppeft[:ucb|thompson|egreedy], deadline[:F], fedlora, fixed:R, freeze:K, arm:FAMILY:R") var strategy = "droppeft"
+    @OptionGroup var setup: PEFT.Setup
+    @Option(help: "Seed (partition, devices, selection, initialisation).") var seed: UInt64 = 0
+
+    /// The marker that starts a PEFT run's arguments as the server sends them to its devices.
+    static let marker = "peft"
+
+    static func from(_ args: [String], what: String) throws -> PEFTRunArguments {
+        let a: PEFTRunArguments
+        do { a = try PEFTRunArguments.parse(args) } catch {
+            throw CLIError("\(what): \(PEFTRunArguments.message(for: error))")
+        }
+        _ = try PEFTStrategySpec(parsing: a.strategy)
+        return a
+    }
+
+    /// The server's side: the same `TaskSimulation` as `peft run`, behind a `TaskEngine`.
+    func engine() throws -> TaskEngine<DropPEFTStrategy> {
+        let data = try setup.loadData(seed: seed)
+        return TaskEngine(try setup.makeSimulation(strategy, seed: seed, task: try setup.makeTask(seed: seed, data: data)))
+    }
+}
+
 /// `fl serve --config FILE`: what the JSON file holds (paths relative to the file's folder).
 struct ServeConfig: Codable {
     var listen: String
     var run: [String]
+    /// "fl" (the default: "run" holds `fl run` options) or "peft" ("run" holds `peft run` options).
+    var task: String?
     var tls: ServerTLS?
     var plaintext: Bool?
     var enrolment: String
@@ -41,7 +70,7 @@ struct ServeConfig: Codable {
     var closeAfter: Int?
     var json: String?
 
-    static let keys: Set<String> = ["listen", "run", "tls", "plaintext", "enrolment", "state", "metrics", "roundDeadlineSeconds", "closeAfter", "json"]
+    static let keys: Set<String> = ["listen", "run", "task", "tls", "plaintext", "enrolment", "state", "metrics", "roundDeadlineSeconds", "closeAfter", "json"]
 
     static func load(_ path: String) throws -> ServeConfig {
         guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("config \(path): cannot read it") }
@@ -64,6 +93,7 @@ struct ServeConfig: Codable {
             throw CLIError("config \(path): give \"tls\": {\"certificate\": …, \"key\": …}, or \"plaintext\": true for a loopback test")
         }
         if c.tls != nil && c.plaintext == true { throw CLIError("config \(path): \"tls\" and \"plaintext\": true exclude each other") }
+        if let t = c.task, t != "fl", t != "peft" { throw CLIError("config \(path): \"task\": '\(t)': use \"fl\" or \"peft\"") }
         return c
     }
 }
@@ -72,6 +102,14 @@ struct ServeConfig: Codable {
 struct ServeReport: Codable {
     var result: SimulationResult
     /// Wall-clock seconds of each round this process ran (open → checkpoint).
+    var roundSeconds: [Double]
+    var peakResidentBytes: Int?
+    var global: [Float]?
+}
+
+/// What `fl serve --json` writes for a PEFT run.
+struct PEFTServeReport: Codable {
+    var result: TaskSimulationResult
     var roundSeconds: [Double]
     var peakResidentBytes: Int?
     var global: [Float]?
@@ -87,6 +125,8 @@ extension FL {
                "enrolment": "devices.json", "state": "server-state", "metrics": "127.0.0.1:9464",
                "roundDeadlineSeconds": 60, "run": ["--strategy", "caesar", "--dataset", "fmnist", "--devices", "8", ...]}
             "run" holds `fl run` options: the same options give the same model as `frugal fl run`.
+            With "task": "peft", "run" holds `peft run` options (--strategy droppeft|fedlora|…, --model, --task, …)
+            and the run is the same as `frugal peft run` with them (DropPEFT's bandit stays on the server).
             Killed and started again with the same config, the server resumes after its last completed round.
             """)
         @Option(help: "The server's JSON config.") var config: String
@@ -96,6 +136,7 @@ extension FL {
         func run() throws {
             try bootstrapDeploymentLogging(level: logLevel)
             let cfg = try ServeConfig.load(config)
+            if cfg.task == "peft" { return try servePEFT(cfg) }
             let ra = try RunArguments.from(cfg.run, what: "config \(config): \"run\"")
             let engine = try ra.engine()
             var opts = CoordinatorOptions(stateDirectory: cfg.state, runArguments: cfg.run)
@@ -120,6 +161,36 @@ extension FL {
                                      global: engine.global)
             if let p = json ?? cfg.json { try writeJSON(report, to: p) }
             print("finished: \(result.rows.count) rounds, final accuracy \(result.finalAccuracy.map { fmt(100 * $0, 2) + "%" } ?? "-"), peak memory \(report.peakResidentBytes.map { fmt(Double($0) / 1e6, 1) + " MB" } ?? "-")")
+        }
+
+        /// A PEFT run (`"task": "peft"`): the `peft run` simulation with the coordinator as its transport.
+        func servePEFT(_ cfg: ServeConfig) throws {
+            let pa = try PEFTRunArguments.from(cfg.run, what: "config \(config): \"run\"")
+            if pa.setup.personalEval > 0 {
+                throw CLIError("config \(config): --personal-eval needs the devices' personal layers, which stay on the devices in a deployment")
+            }
+            let engine = try pa.engine()
+            var opts = CoordinatorOptions(stateDirectory: cfg.state, runArguments: [PEFTRunArguments.marker] + cfg.run)
+            opts.roundDeadline = cfg.roundDeadlineSeconds ?? 60
+            opts.closeAfter = cfg.closeAfter
+            let coordinator = try Coordinator(engine: engine, options: opts)
+            let (host, port) = try parseHostPort(cfg.listen, what: "listen")
+            let metrics = try cfg.metrics.map { try parseHostPort($0, what: "metrics") }
+            let server = FederationServer(coordinator: coordinator, enrolment: try EnrolmentStore(path: cfg.enrolment),
+                                          host: host, port: port, tls: cfg.tls, metrics: metrics)
+            let banner = "\(engine.strategyName) (\(cfg.tls == nil ? "plaintext" : "TLS")), run \(coordinator.runID), rounds \(engine.round)/\(engine.rounds) done"
+            try blockingAwait {
+                let bound = try await server.start()
+                print("serving on \(host):\(bound): \(banner)")
+                flushStdout()
+                try await server.runToEnd()
+            }
+            let result = engine.simulation.result
+            for r in result.rows { print(PEFT.progressLine(r)) }
+            let report = PEFTServeReport(result: result, roundSeconds: coordinator.roundLatencies, peakResidentBytes: peakResidentBytes(),
+                                         global: engine.global)
+            if let p = json ?? cfg.json { try writeJSON(report, to: p) }
+            print("finished: \(result.rows.count) rounds, final accuracy \(result.finalAccuracy.map { fmt(100 * $0, 2) + "%" } ?? "-")")
         }
     }
 
@@ -169,7 +240,7 @@ extension FL {
                 if let state { o.statePath = ids.count == 1 ? state : "\(state)/device-\(d).state" }
                 o.giveUpSeconds = giveUp
                 let dataDir = data
-                let client = DeviceClient(options: o) { info in try cache.runtime(info: info, device: d, data: dataDir) }
+                let client = DeviceClient(options: o) { info in try cache.workload(info: info, device: d, data: dataDir) }
                 // Fault tests (scripts/fl_deploy_test.sh): die right after taking this round's task.
                 if let r = ProcessInfo.processInfo.environment["FRUGAL_FL_TEST_DIE_IN_ROUND"].flatMap(Int.init) { client.vanishInRound = r }
                 return client
@@ -267,6 +338,27 @@ final class SharedData: @unchecked Sendable {
     // @unchecked Sendable: `loaded` is guarded by `lock`.
     let lock = NSLock()
     var loaded: [String: (ImageDataset, ImageDataset, Normalization)] = [:]
+    var loadedText: [String: (TokenizedDataset, TokenizedDataset, URL?)] = [:]
+
+    /// The device's workload for the server's run: a PEFT task device when the run's arguments
+    /// start with "peft", else the `fl run` model.
+    func workload(info: JoinInfo, device d: Int, data: String?) throws -> DeviceWorkload {
+        guard info.runArguments.first == PEFTRunArguments.marker else { return .model(try runtime(info: info, device: d, data: data)) }
+        var args = Array(info.runArguments.dropFirst())
+        while let i = args.firstIndex(of: "--data") { args.removeSubrange(i ... min(i + 1, args.count - 1)) }
+        if let data { args += ["--data", data] }
+        let pa = try PEFTRunArguments.from(args, what: "the server's PEFT run options")
+        let key = args.joined(separator: " ")
+        lock.lock()
+        let sets: (TokenizedDataset, TokenizedDataset, URL?)
+        do { sets = try loadedText[key] ?? pa.setup.loadData(seed: pa.seed) } catch { lock.unlock(); throw error }
+        loadedText[key] = sets
+        lock.unlock()
+        // Each device its own task (its own model copy): devices of one process train concurrently.
+        let task = try pa.setup.makeTask(seed: pa.seed, data: sets)
+        let sim = try pa.setup.makeSimulation(pa.strategy, seed: pa.seed, task: task)
+        return .task(try TaskDevice(task: task, strategy: sim.strategy, device: d))
+    }
 
     func runtime(info: JoinInfo, device d: Int, data: String?) throws -> DeviceRuntime {
         var args = info.runArguments

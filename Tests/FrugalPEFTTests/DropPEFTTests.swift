@@ -368,3 +368,36 @@ func profiles(_ n: Int, memory: Int = 1 << 30) -> [DeviceProfile] {
         }
     }
 }
+
+@Suite struct TaskCheckpointTests {
+    /// A Thompson-sampling DropPEFT run with a personal layer, checkpointed after round 2 and resumed
+    /// into a fresh simulation, ends where the uninterrupted run does (bandits, random streams,
+    /// personal layers, selection RNG, clock, rows).
+    @Test func aResumedRunContinuesExactly() throws {
+        func make() throws -> TaskSimulation<DropPEFTStrategy> {
+            var cfg = SimulationConfig()
+            cfg.rounds = 4; cfg.devicesPerRound = 3; cfg.batchSize = 8; cfg.localSteps = 2; cfg.seed = 3
+            let s = try DropPEFTStrategy(.dropPEFT(.thompson), layers: 3, personalLayers: 1, seed: 5)
+            return try TaskSimulation(task: try tinyTask(clients: 4), strategy: s, devices: profiles(4), config: cfg)
+        }
+        let whole = try make()
+        _ = try whole.run()
+        let first = try make()
+        try first.runRound(); try first.runRound()
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("task-ckpt-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try first.saveCheckpoint(to: url)
+        let resumed = try make()
+        try resumed.resume(from: url)
+        #expect(resumed.round == 2)
+        _ = try resumed.run()
+        #expect(resumed.global == whole.global)
+        #expect(resumed.strategy.saveState() == whole.strategy.saveState())
+        #expect(resumed.rows.map(\.devices).map { $0.map(\.configuration) } == whole.rows.map(\.devices).map { $0.map(\.configuration) })
+        #expect(resumed.rows.map(\.simulatedSeconds) == whole.rows.map(\.simulatedSeconds))
+        // A checkpoint of another strategy is refused with the reason.
+        let other = try TaskSimulation(task: try tinyTask(clients: 4), strategy: try DropPEFTStrategy(.fedLoRA, layers: 3),
+                                       devices: profiles(4), config: resumed.config)
+        #expect(throws: FederatedError.self) { try other.resume(from: url) }
+    }
+}

@@ -22,6 +22,15 @@ public struct RNG: RandomNumberGenerator, Sendable {
         s = (splitmix(&z), splitmix(&z), splitmix(&z), splitmix(&z))
     }
 
+    /// The generator's state (for checkpoints); `RNG(state:)` continues the same stream.
+    public var state: [UInt64] { [s.0, s.1, s.2, s.3] }
+
+    /// The generator whose `state` was this; nil unless 4 words, not all zero.
+    public init?(state: [UInt64]) {
+        guard state.count == 4, state.contains(where: { $0 != 0 }) else { return nil }
+        s = (state[0], state[1], state[2], state[3])
+    }
+
     @inlinable @inline(__always)
     static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 

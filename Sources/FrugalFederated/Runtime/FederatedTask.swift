@@ -72,6 +72,49 @@ public protocol TaskStrategy: AnyObject {
     /// device's local parameters after training.
     func observe(device: Int, profile: DeviceProfile, configuration: Task.Configuration, result: LocalTrainingResult,
                  seconds: Double, roundSeconds: Double, local: [Float], layout: TensorLayout)
+    /// A device that was configured but brought nothing back (a remote device that was late or
+    /// gone): it gets no `observe` this round (e.g. a pending bandit choice is cancelled).
+    func dropped(device: Int, profile: DeviceProfile, configuration: Task.Configuration)
+    /// The strategy's state between rounds (for checkpoints); restored by `restoreState`.
+    func saveState() -> StrategyState
+    func restoreState(_ state: StrategyState, layout: TensorLayout) throws
+}
+
+extension TaskStrategy {
+    public func dropped(device: Int, profile: DeviceProfile, configuration: Task.Configuration) {}
+    public func saveState() -> StrategyState { StrategyState() }
+    public func restoreState(_ state: StrategyState, layout: TensorLayout) throws {}
+}
+
+/// What one selected device is asked to do in a round of a `TaskSimulation`.
+public struct TaskAssignment<Configuration> {
+    public var round: Int
+    public var device: Int
+    public var configuration: Configuration
+    /// The vector the device starts from (`TaskStrategy.start`). A remote transport sends only the
+    /// shared segments: the device keeps its own non-shared (personal) segments.
+    public var start: [Float]
+    public var batchSize: Int
+    public var steps: Int
+    /// The loader seed (seed + round·1000003 + device·7919).
+    public var seed: UInt64
+    public init(round: Int, device: Int, configuration: Configuration, start: [Float], batchSize: Int, steps: Int, seed: UInt64) {
+        self.round = round; self.device = device; self.configuration = configuration; self.start = start
+        self.batchSize = batchSize; self.steps = steps; self.seed = seed
+    }
+}
+extension TaskAssignment: Sendable where Configuration: Sendable {}
+
+/// The seam between `TaskSimulation.runRound` and the devices (the task counterpart of
+/// `RoundTransport`): the server side keeps selection, configuration, aggregation, `observe`, the
+/// clock and the records; the transport only runs the selected devices' local training. Without
+/// one (nil) the devices train here, in selection order.
+public protocol TaskRoundTransport<Configuration>: AnyObject {
+    associatedtype Configuration
+    /// Runs one round's devices; one result per assignment, in the same order, nil for a device
+    /// from which nothing usable arrived before the round closed (it counts as not trained).
+    /// A result must have `layout.count` update entries, zero outside the `shared` segments.
+    func exchange(_ assignments: [TaskAssignment<Configuration>], shared: [Bool], layout: TensorLayout) throws -> [LocalTrainingResult?]
 }
 
 /// One device's part in one round of a `TaskSimulation`.
@@ -154,6 +197,8 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
     public internal(set) var reached: TargetReached?
     var rng: SplitMix64
     var clock = 0.0, traffic = 0, peak = 0
+    /// Where the selected devices train (nil: here, in this process).
+    public var transport: (any TaskRoundTransport<Task.Configuration>)?
 
     public init(task: Task, strategy: Strategy, devices: [DeviceProfile], config: SimulationConfig) throws {
         guard devices.count == task.clientCount else {
@@ -187,20 +232,44 @@ public final class TaskSimulation<Strategy: TaskStrategy> {
         var sums = [Double](repeating: 0, count: layout.count)
         var weightPerSegment = [Double](repeating: 0, count: layout.segments.count)
         var feedback: [(device: Int, configuration: Task.Configuration, result: LocalTrainingResult, seconds: Double, start: [Float])] = []
+        let batch = config.batchSize
+        // Configure every selected device first (selection order), then train (here or remotely).
+        var slots: [(device: Int, assignment: Int?)] = []
+        var assignments: [TaskAssignment<Task.Configuration>] = []
         for d in select() {
             let p = devices[d]
-            let batch = config.batchSize
             guard let c = strategy.configure(device: d, profile: p, round: t,
                                              fits: { self.task.trainingMemory($0, batchSize: batch) <= p.memoryBytes }) else {
+                slots.append((d, nil))
+                continue
+            }
+            let seed = config.seed &+ UInt64(t) &* 1_000_003 &+ UInt64(d) &* 7919
+            slots.append((d, assignments.count))
+            assignments.append(TaskAssignment(round: t, device: d, configuration: c, start: strategy.start(device: d, global: global, layout: layout),
+                                              batchSize: batch, steps: config.localSteps ?? 1, seed: seed))
+        }
+        let results: [LocalTrainingResult?]
+        if let transport {
+            results = try transport.exchange(assignments, shared: shared, layout: layout)
+            guard results.count == assignments.count else {
+                throw FederatedError("the transport returned \(results.count) results for \(assignments.count) devices")
+            }
+        } else {
+            results = try assignments.map { a in
+                try task.train(client: a.device, from: a.start, configuration: a.configuration, batchSize: a.batchSize,
+                               steps: a.steps, seed: a.seed)
+            }
+        }
+        for (d, j) in slots {
+            let p = devices[d]
+            guard let j, let r = results[j] else {
+                if let j { strategy.dropped(device: d, profile: p, configuration: assignments[j].configuration) }
                 recs.append(TaskDeviceRecord(device: d, profile: p.name, configuration: nil, samples: 0, work: 0, bytesDown: 0,
                                              bytesUp: 0, computeSeconds: 0, transferSeconds: 0, totalSeconds: 0, idleSeconds: 0,
                                              memoryBytes: 0, peakMemoryBytes: 0, loss: 0, progress: 0))
                 continue
             }
-            let start = strategy.start(device: d, global: global, layout: layout)
-            let seed = config.seed &+ UInt64(t) &* 1_000_003 &+ UInt64(d) &* 7919
-            let r = try task.train(client: d, from: start, configuration: c, batchSize: batch,
-                                   steps: config.localSteps ?? 1, seed: seed)
+            let c = assignments[j].configuration, start = assignments[j].start
             guard r.update.count == layout.count, r.trainedSegments.count == layout.segments.count else {
                 throw FederatedError("task returned an update of \(r.update.count) entries / \(r.trainedSegments.count) segments for a layout of \(layout.count) / \(layout.segments.count)")
             }

@@ -8,6 +8,8 @@
 //   - a remote transport (FrugalFederatedRPC's coordinator): the same assignments travel over gRPC
 //     to `frugal fl join` processes, which run the same `DeviceRound` routine on their own copy of
 //     the strategy, and the transport returns what arrived before the round closed.
+// `TaskSimulation.runRound` (DropPEFT and other `FederatedTask`s) has the same seam,
+// `TaskRoundTransport` (FederatedTask.swift).
 
 /// What one selected device is asked to do in a round.
 public struct DeviceAssignment: Sendable {

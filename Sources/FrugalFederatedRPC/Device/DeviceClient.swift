@@ -29,6 +29,29 @@ public struct DeviceRuntime {
     }
 }
 
+/// What a device runs: an image-classification model with its strategy's device half, or a task
+/// run's worker (`TaskDevice`, e.g. DropPEFT).
+public enum DeviceWorkload {
+    case model(DeviceRuntime)
+    case task(any TaskWorker)
+
+    var layout: TensorLayout {
+        switch self { case .model(let rt): rt.layout; case .task(let w): w.layout }
+    }
+    var samples: Int {
+        switch self { case .model(let rt): rt.training.data.count; case .task(let w): w.samples }
+    }
+    func copyDigest(device: Int) -> UInt64 {
+        switch self { case .model(let rt): StreamDigest.of(copy: rt.strategy.modelCopy(device: device)); case .task: 0 }
+    }
+    func saveState() -> StrategyState {
+        switch self { case .model(let rt): rt.strategy.saveState(); case .task(let w): w.saveState() }
+    }
+    func restoreState(_ s: StrategyState) throws {
+        switch self { case .model(let rt): try rt.strategy.restoreState(s, layout: rt.layout); case .task(let w): try w.restoreState(s) }
+    }
+}
+
 /// How a device reaches its server.
 public struct DeviceOptions: Sendable {
     public var host: String
@@ -69,7 +92,7 @@ public struct DeviceSummary: Sendable {
 public final class DeviceClient: @unchecked Sendable {
     // @unchecked Sendable: used by one task at a time (`run`).
     public let options: DeviceOptions
-    let makeRuntime: (JoinInfo) throws -> DeviceRuntime
+    let makeWorkload: (JoinInfo) throws -> DeviceWorkload
     let logger: Logger
     /// Test hook: alters the update after local training (poisoning, NaN).
     public var tamperUpdate: ((_ round: Int, _ update: inout [Float]) -> Void)?
@@ -78,7 +101,7 @@ public final class DeviceClient: @unchecked Sendable {
     /// Test hook: stop (as if killed) after receiving its first task of this round or later, without answering.
     public var vanishInRound: Int?
 
-    var runtime: DeviceRuntime?
+    var workload: DeviceWorkload?
     var info: JoinInfo?
     var lastRound = 0
     var previous: StrategyState?
@@ -88,7 +111,15 @@ public final class DeviceClient: @unchecked Sendable {
                 makeRuntime: @escaping (JoinInfo) throws -> DeviceRuntime) {
         self.options = options
         self.logger = logger
-        self.makeRuntime = makeRuntime
+        self.makeWorkload = { .model(try makeRuntime($0)) }
+    }
+
+    /// A device whose workload depends on the run (e.g. `fl join` for a PEFT or a model run).
+    public init(options: DeviceOptions, logger: Logger = Logger(label: "frugal.fl.device"),
+                makeWorkload: @escaping (JoinInfo) throws -> DeviceWorkload) {
+        self.options = options
+        self.logger = logger
+        self.makeWorkload = makeWorkload
     }
 
     func transport() throws -> HTTP2ClientTransport.Posix {
@@ -162,15 +193,15 @@ public final class DeviceClient: @unchecked Sendable {
         let info = JoinInfo(runID: reply.runID, runArguments: reply.runArguments, layout: reply.layout.map { ($0.name, Int($0.count)) },
                             samples: Int(reply.samples), rounds: Int(reply.rounds), completedRounds: Int(reply.completedRounds))
         if self.info?.runID != info.runID {
-            let rt = try makeRuntime(info)
+            let rt = try makeWorkload(info)
             let mine = rt.layout.segments.map { "\($0.name):\($0.count)" }, theirs = info.layout.map { "\($0.name):\($0.count)" }
             guard mine == theirs else {
                 throw DeploymentError("device \(options.device): its model's tensors \(mine.prefix(4))… differ from the server's \(theirs.prefix(4))…")
             }
-            guard rt.training.data.count == info.samples else {
-                throw DeploymentError("device \(options.device) holds \(rt.training.data.count) samples, the server's partition gives it \(info.samples): different data or run options")
+            guard rt.samples == info.samples else {
+                throw DeploymentError("device \(options.device) holds \(rt.samples) samples, the server's partition gives it \(info.samples): different data or run options")
             }
-            runtime = rt
+            workload = rt
             self.info = info
             try loadState()
             logger.info("joined", metadata: ["device": "\(options.device)", "run": "\(info.runID)", "rounds": "\(info.rounds)",
@@ -189,16 +220,19 @@ public final class DeviceClient: @unchecked Sendable {
 
     /// nil: finished; .some(nil): idle; .some(task).
     func nextTask(_ fed: Frugal_Fl_V1_Federation.Client<HTTP2ClientTransport.Posix>) async throws -> Task_?? {
-        let rt = runtime!, d = options.device
+        let rt = workload!, d = options.device
         var req = Frugal_Fl_V1_TaskRequest()
         req.deviceID = UInt32(d)
         req.runID = info!.runID
         req.waitSeconds = UInt32(options.waitSeconds)
-        req.copyDigest = StreamDigest.of(copy: rt.strategy.modelCopy(device: d))
-        req.samples = UInt64(rt.training.data.count)
+        req.copyDigest = rt.copyDigest(device: d)
+        req.samples = UInt64(rt.samples)
         req.lastRound = UInt32(lastRound)
         req.previousDigest = previousDigest
+        var isTask = false
+        if case .task = rt { isTask = true }
         let maxBytes = WireLimits.maxUploadBytes(parameters: rt.layout.count, segments: rt.layout.segments.count)
+            + (isTask ? TaskWire.maxConfigurationBytes : 0)
         do {
             return try await fed.getTask(req, metadata: metadata) { response -> Task_?? in
                 var header: Frugal_Fl_V1_TaskHeader?
@@ -242,18 +276,25 @@ public final class DeviceClient: @unchecked Sendable {
     var previousDigest: UInt64 = 0
 
     func work(_ task: Task_, _ fed: Frugal_Fl_V1_Federation.Client<HTTP2ClientTransport.Posix>) async throws {
-        let rt = runtime!, d = options.device
+        let w = workload!, d = options.device
         let a = task.assignment
         if a.round == lastRound, let previous {
-            try rt.strategy.restoreState(previous, layout: rt.layout)   // the server redoes this round
+            try w.restoreState(previous)   // the server redoes this round
         } else if a.round > lastRound {
-            previous = rt.strategy.saveState()
-            previousDigest = StreamDigest.of(copy: rt.strategy.modelCopy(device: d))
+            previous = w.saveState()
+            previousDigest = w.copyDigest(device: d)
             lastRound = a.round
         } else {
             throw DeploymentError("device \(d): the server sent round \(a.round) after round \(lastRound)")
         }
         summary.bytesDown += a.download.count
+        let rt: DeviceRuntime
+        switch w {
+        case .model(let m): rt = m
+        case .task(let worker):
+            try await workTask(a, worker, fed)
+            return
+        }
         let start = try DeviceRound.begin(a, strategy: rt.strategy, layout: rt.layout)
         if let v = vanishInRound, a.round >= v { throw VanishedError(round: a.round) }
         let job = UncheckedBox(rt)
@@ -264,19 +305,41 @@ public final class DeviceClient: @unchecked Sendable {
         tamperUpdate?(a.round, &trained.update)
         let outcome = DeviceRound.finish(trained, device: d, uploadSettings: a.uploadSettings, strategy: rt.strategy, layout: rt.layout)
         try saveState()
+        try await send(outcome, round: a.round, fed)
+    }
+
+    /// A task run's round: the worker decodes, trains and encodes (`TaskDevice`); a failure to
+    /// decode or train is sent as the device's own refusal.
+    func workTask(_ a: DeviceAssignment, _ worker: any TaskWorker, _ fed: Frugal_Fl_V1_Federation.Client<HTTP2ClientTransport.Posix>) async throws {
+        if let v = vanishInRound, a.round >= v { throw VanishedError(round: a.round) }
+        let job = UncheckedBox(worker)
+        let outcome: DeviceOutcome
+        do {
+            let r = try await Self.offPool { try job.value.work(round: a.round, download: a.download) }
+            outcome = .upload(bytes: r.bytes, samples: r.samples, loss: r.loss)
+        } catch {
+            outcome = .refused(reason: "\(error)", bytes: 0, samples: 0, loss: 0)
+        }
+        try saveState()
+        try await send(outcome, round: a.round, fed)
+    }
+
+    /// Sends an outcome (an upload stream or the device's refusal) and records the reply.
+    func send(_ outcome: DeviceOutcome, round: Int, _ fed: Frugal_Fl_V1_Federation.Client<HTTP2ClientTransport.Posix>) async throws {
+        let d = options.device
         var header = Frugal_Fl_V1_UpdateHeader()
         header.deviceID = UInt32(d)
         header.runID = info!.runID
-        header.round = UInt32(a.round)
+        header.round = UInt32(round)
         var payload: [UInt8] = []
         switch outcome {
         case .upload(var bytes, let n, let loss):
-            tamperStream?(a.round, &bytes)
+            tamperStream?(round, &bytes)
             (header.samples, header.loss, header.totalBytes, header.digest) = (UInt64(n), loss, UInt64(bytes.count), StreamDigest.of(bytes))
             payload = bytes
         case .refused(let why, _, let n, let loss):
             (header.samples, header.loss, header.refused) = (UInt64(n), loss, why)
-            logger.warning("refused its own update", metadata: ["device": "\(d)", "round": "\(a.round)", "reason": "\(why)"])
+            logger.warning("refused its own update", metadata: ["device": "\(d)", "round": "\(round)", "reason": "\(why)"])
         case .checked:
             throw DeploymentError("a device never produces a checked outcome")
         }
@@ -292,14 +355,14 @@ public final class DeviceClient: @unchecked Sendable {
                 try await writer.write(m)
             }
         })
-        summary.rounds.append(a.round)
+        summary.rounds.append(round)
         summary.bytesUp += payload.count
         if reply.accepted {
             summary.accepted += 1
-            logger.info("update accepted", metadata: ["device": "\(d)", "round": "\(a.round)", "bytes": "\(payload.count)"])
+            logger.info("update accepted", metadata: ["device": "\(d)", "round": "\(round)", "bytes": "\(payload.count)"])
         } else {
             summary.rejected.append(reply.reason)
-            logger.warning("update not accepted", metadata: ["device": "\(d)", "round": "\(a.round)", "reason": "\(reply.reason)"])
+            logger.warning("update not accepted", metadata: ["device": "\(d)", "round": "\(round)", "reason": "\(reply.reason)"])
         }
     }
 
@@ -328,8 +391,8 @@ public final class DeviceClient: @unchecked Sendable {
 
     /// Writes the strategy state, and the state before the last round, atomically.
     func saveState() throws {
-        guard let path = options.statePath, let rt = runtime, let info else { return }
-        let cur = rt.strategy.saveState()
+        guard let path = options.statePath, let rt = workload, let info else { return }
+        let cur = rt.saveState()
         let meta = StateMeta(runID: info.runID, device: options.device, lastRound: lastRound, previousDigest: previousDigest,
                              current: cur.integers, previous: previous?.integers)
         var entries: [SafetensorsWriter.Tensor] = []
@@ -344,7 +407,7 @@ public final class DeviceClient: @unchecked Sendable {
 
     /// Restores the state file if it belongs to this run and device.
     func loadState() throws {
-        guard let path = options.statePath, FileManager.default.fileExists(atPath: path), let rt = runtime, let info else { return }
+        guard let path = options.statePath, FileManager.default.fileExists(atPath: path), let rt = workload, let info else { return }
         let file = try SafetensorsFile(url: URL(fileURLWithPath: path))
         guard let json = file.metadata[Self.stateKey],
               let meta = try? JSONDecoder().decode(StateMeta.self, from: Data(json.utf8)) else {
@@ -359,7 +422,7 @@ public final class DeviceClient: @unchecked Sendable {
             if name.hasPrefix("cur.") { cur.arrays[String(name.dropFirst(4))] = try file.floats(name) }
             if name.hasPrefix("prev.") { prev.arrays[String(name.dropFirst(5))] = try file.floats(name) }
         }
-        try rt.strategy.restoreState(cur, layout: rt.layout)
+        try rt.restoreState(cur)
         previous = meta.previous == nil ? nil : prev
         lastRound = meta.lastRound
         previousDigest = meta.previousDigest

@@ -20,9 +20,9 @@ public struct CoordinatorOptions: Sendable {
     }
 }
 
-/// The server's side of a deployment: drives the round engine (`FederatedSimulation`, the same
-/// class the simulator uses) on its own thread with itself as the `RoundTransport`, and holds the
-/// open round for the gRPC handlers. Every round it waits until all selected devices have
+/// The server's side of a deployment: drives the round engine (`FederatedSimulation` or a
+/// `TaskEngine`, the same classes the simulators use) on its own thread with itself as the
+/// transport, and holds the open round for the gRPC handlers. Every round it waits until all selected devices have
 /// answered, `closeAfter` updates were accepted, or the deadline passed; uploads are checked on
 /// arrival, journalled (fsync) before they are acknowledged, and aggregated in selection order
 /// when the round closes; then the whole run state is checkpointed atomically. Restarted, it
@@ -30,7 +30,7 @@ public struct CoordinatorOptions: Sendable {
 public final class Coordinator: RoundTransport, @unchecked Sendable {
     // @unchecked Sendable: every mutable field is guarded by `cond`; the engine is used only on
     // the engine thread, or by handlers holding `cond` while the engine waits in `exchange`.
-    public let engine: FederatedSimulation
+    public let engine: any CoordinatedEngine
     public let options: CoordinatorOptions
     public let runID: String
     public let metrics: FederationMetrics
@@ -69,7 +69,7 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
     /// Wall-clock seconds of each completed round (exchange and aggregation), for benchmarks.
     public private(set) var roundLatencies: [Double] = []
 
-    public init(engine: FederatedSimulation, options: CoordinatorOptions, metrics: FederationMetrics = FederationMetrics(),
+    public init(engine: any CoordinatedEngine, options: CoordinatorOptions, metrics: FederationMetrics = FederationMetrics(),
                 logger: Logger = Logger(label: "frugal.fl.server")) throws {
         self.engine = engine
         self.options = options
@@ -90,27 +90,26 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
         }
         journal.clear(upTo: engine.round)
         completed = engine.round
-        lastAccuracy = engine.rows.last(where: { $0.accuracy != nil })?.accuracy
-        for d in 0 ..< engine.devices.count {
-            if let c = engine.strategy.modelCopy(device: d) { expected[d] = StreamDigest.of(copy: c) }
+        lastAccuracy = engine.lastAccuracy
+        for d in 0 ..< engine.deviceCount {
+            if let c = engine.modelCopy(device: d) { expected[d] = StreamDigest.of(copy: c) }
         }
-        engine.transport = self
     }
 
     /// Runs the remaining rounds on the calling thread (not a Swift concurrency thread: it blocks
-    /// while a round is open); checkpoints after each. Returns the run's result.
-    public func runRounds() throws -> SimulationResult {
+    /// while a round is open); checkpoints after each.
+    public func runRounds() throws {
         do {
-            while engine.round < engine.config.rounds {
+            while engine.round < engine.rounds {
                 cond.lock()
                 for d in resync.sorted() {
-                    engine.strategy.forgetDevice(d)
+                    engine.forgetDevice(d)
                     expected[d] = nil
                 }
                 resync = []
                 cond.unlock()
                 let start = Date()
-                let row = try engine.runRound()
+                let row = try engine.runRound(via: self)
                 if options.checkpoint { try engine.saveCheckpoint(to: checkpointURL) }
                 journal.clear(upTo: row.round)
                 let seconds = Date().timeIntervalSince(start)
@@ -124,7 +123,7 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
                 metrics.roundLatency.record(seconds)
                 if let a = row.accuracy { metrics.lastAccuracy.set(a) }
                 logger.info("round complete", metadata: [
-                    "round": "\(row.round)", "selected": "\(row.participants)", "accepted": "\(row.accepted)",
+                    "round": "\(row.round)", "selected": "\(row.selected)", "accepted": "\(row.accepted)",
                     "accuracy": "\(row.accuracy.map { String(format: "%.4f", $0) } ?? "-")",
                     "bytes_down": "\(row.bytesDown)", "bytes_up": "\(row.bytesUp)", "seconds": "\(String(format: "%.3f", seconds))"])
             }
@@ -140,12 +139,17 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
         finished = true
         cond.broadcast()
         cond.unlock()
-        return engine.result
     }
 
     // MARK: RoundTransport
 
     public func exchange(_ assignments: [DeviceAssignment], engine: FederatedSimulation) throws -> [DeviceOutcome?] {
+        try exchange(assignments)
+    }
+
+    /// Opens a round for `assignments` (download streams), waits until it closes, returns what
+    /// came back (nil: nothing usable before the round closed).
+    public func exchange(_ assignments: [DeviceAssignment]) throws -> [DeviceOutcome?] {
         cond.lock()
         defer { cond.unlock() }
         let t = assignments.first?.round ?? engine.round
@@ -154,7 +158,7 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
         pending = [:]
         for (j, a) in assignments.enumerated() {
             o.index[a.device] = j
-            pending[a.device] = StreamDigest.of(copy: engine.strategy.modelCopy(device: a.device))
+            pending[a.device] = StreamDigest.of(copy: engine.modelCopy(device: a.device))
             do {
                 if let e = try journal.read(round: t, device: a.device) {
                     let (u, why) = engine.checkUpload(e.bytes, device: a.device)
@@ -354,7 +358,7 @@ public final class Coordinator: RoundTransport, @unchecked Sendable {
         defer { cond.unlock() }
         let o = open
         let phase = finished ? (failure == nil ? "finished" : "failed") : (o == nil ? "starting" : (o!.closed ? "aggregating" : "waiting"))
-        return Snapshot(completed: completed, rounds: engine.config.rounds, phase: phase, openRound: o?.round ?? 0,
+        return Snapshot(completed: completed, rounds: engine.rounds, phase: phase, openRound: o?.round ?? 0,
                         selected: o?.assignments.count ?? 0, received: o?.outcomes.filter { $0 != nil }.count ?? 0, seen: seen.count,
                         bytesDown: bytesDownTotal, bytesUp: bytesUpTotal, rejected: rejectedTotal,
                         accuracy: lastAccuracy)

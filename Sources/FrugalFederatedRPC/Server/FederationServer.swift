@@ -73,18 +73,27 @@ public final class FederationServer: @unchecked Sendable {
             logger.info("metrics endpoint", metadata: ["address": "http://\(m.host):\(metricsEndpoint!.port)/metrics"])
         }
         logger.info("serving", metadata: ["address": "\(host):\(bound)", "tls": "\(tls != nil)", "run": "\(coordinator.runID)",
-                                          "strategy": "\(coordinator.engine.strategy.name)",
-                                          "rounds": "\(coordinator.engine.config.rounds)", "completed": "\(coordinator.engine.round)"])
+                                          "strategy": "\(coordinator.engine.strategyName)",
+                                          "rounds": "\(coordinator.engine.rounds)", "completed": "\(coordinator.engine.round)"])
         return bound
     }
 
     /// The port of the metrics endpoint, once started.
     public var metricsPort: Int? { metricsEndpoint?.port }
 
-    /// Runs the remaining rounds on a dedicated thread, lingers, then stops the server.
+    /// Runs the remaining rounds of an image-classification run (`FederatedSimulation`); its result.
     public func run() async throws -> SimulationResult {
+        guard let e = coordinator.engine as? FederatedSimulation else {
+            throw DeploymentError("run() is for a FederatedSimulation engine; use runToEnd()")
+        }
+        try await runToEnd()
+        return e.result
+    }
+
+    /// Runs the remaining rounds on a dedicated thread, lingers, then stops the server.
+    public func runToEnd() async throws {
         let coordinator = self.coordinator
-        let result: Result<SimulationResult, any Error> = await withCheckedContinuation { cont in
+        let result: Result<Void, any Error> = await withCheckedContinuation { cont in
             let thread = Thread {
                 do { cont.resume(returning: .success(try coordinator.runRounds())) } catch { cont.resume(returning: .failure(error)) }
             }

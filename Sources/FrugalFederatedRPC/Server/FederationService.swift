@@ -33,8 +33,8 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
                 logger.warning("refused a call", metadata: ["call": "\(call)", "device": "\(d)", "claimed_device": "\(device)", "reason": "\(why)"])
                 throw RPCError(code: .permissionDenied, message: why)
             }
-            guard d < coordinator.engine.devices.count else {
-                throw RPCError(code: .permissionDenied, message: "device \(d) is enrolled but this run has only \(coordinator.engine.devices.count) devices")
+            guard d < coordinator.engine.deviceCount else {
+                throw RPCError(code: .permissionDenied, message: "device \(d) is enrolled but this run has only \(coordinator.engine.deviceCount) devices")
             }
             return d
         }
@@ -56,7 +56,7 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
             t.dtype = "f32"
             return t
         }
-        reply.samples = UInt64(e.dataSummary(device: d).samples)
+        reply.samples = UInt64(e.samples(device: d))
         reply.rounds = UInt32(snap.rounds)
         reply.completedRounds = UInt32(snap.completed)
         logger.info("device joined", metadata: ["device": "\(d)"])
@@ -70,7 +70,7 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
         guard m.runID == coordinator.runID else {
             throw RPCError(code: .failedPrecondition, message: "run \(m.runID) is not this server's run \(coordinator.runID): join again")
         }
-        let want = coordinator.engine.dataSummary(device: d).samples
+        let want = coordinator.engine.samples(device: d)
         guard m.samples == UInt64(want) else {
             logger.warning("device data mismatch", metadata: ["device": "\(d)", "samples": "\(m.samples)", "expected": "\(want)"])
             throw RPCError(code: .failedPrecondition, message: "device \(d) holds \(m.samples) samples, the run's partition gives it \(want): different data or run options")
@@ -148,7 +148,7 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
             return ServerResponse(message: reply)
         }
         let layout = coordinator.engine.layout
-        let limit = WireLimits.maxUploadBytes(parameters: layout.count, segments: layout.segments.count)
+        let limit = coordinator.engine.maxUploadBytes
         guard h.totalBytes <= UInt64(limit) else {
             let why = "upload of \(h.totalBytes) bytes exceeds the limit of \(limit) bytes for a model of \(layout.count) parameters"
             coordinator.rejectMalformed(device: d, round: round, reason: why, bytes: 0)
@@ -198,7 +198,7 @@ struct FederationService: Frugal_Fl_V1_Federation.ServiceProtocol {
         let s = coordinator.snapshot()
         var r = Frugal_Fl_V1_StatusReply()
         r.runID = coordinator.runID
-        r.strategy = coordinator.engine.strategy.name
+        r.strategy = coordinator.engine.strategyName
         r.rounds = UInt32(s.rounds)
         r.completedRounds = UInt32(s.completed)
         r.phase = s.phase
