@@ -139,14 +139,7 @@ extension FL {
             if cfg.task == "peft" { return try servePEFT(cfg) }
             let ra = try RunArguments.from(cfg.run, what: "config \(config): \"run\"")
             let engine = try ra.engine()
-            var opts = CoordinatorOptions(stateDirectory: cfg.state, runArguments: cfg.run)
-            opts.roundDeadline = cfg.roundDeadlineSeconds ?? 60
-            opts.closeAfter = cfg.closeAfter
-            let coordinator = try Coordinator(engine: engine, options: opts)
-            let (host, port) = try parseHostPort(cfg.listen, what: "listen")
-            let metrics = try cfg.metrics.map { try parseHostPort($0, what: "metrics") }
-            let server = FederationServer(coordinator: coordinator, enrolment: try EnrolmentStore(path: cfg.enrolment),
-                                          host: host, port: port, tls: cfg.tls, metrics: metrics)
+            let (coordinator, server, host) = try makeServer(cfg, engine: engine, runArguments: cfg.run)
             let banner = "\(engine.strategy.name) (\(cfg.tls == nil ? "plaintext" : "TLS")), run \(coordinator.runID), rounds \(engine.round)/\(engine.config.rounds) done"
             let result = try blockingAwait {
                 let bound = try await server.start()
@@ -163,14 +156,11 @@ extension FL {
             print("finished: \(result.rows.count) rounds, final accuracy \(result.finalAccuracy.map { fmt(100 * $0, 2) + "%" } ?? "-"), peak memory \(report.peakResidentBytes.map { fmt(Double($0) / 1e6, 1) + " MB" } ?? "-")")
         }
 
-        /// A PEFT run (`"task": "peft"`): the `peft run` simulation with the coordinator as its transport.
-        func servePEFT(_ cfg: ServeConfig) throws {
-            let pa = try PEFTRunArguments.from(cfg.run, what: "config \(config): \"run\"")
-            if pa.setup.personalEval > 0 {
-                throw CLIError("config \(config): --personal-eval needs the devices' personal layers, which stay on the devices in a deployment")
-            }
-            let engine = try pa.engine()
-            var opts = CoordinatorOptions(stateDirectory: cfg.state, runArguments: [PEFTRunArguments.marker] + cfg.run)
+        /// The coordinator of `engine` under the config's deadline and state folder, and its gRPC
+        /// server on the config's address (TLS, enrolment, metrics).
+        func makeServer(_ cfg: ServeConfig, engine: any CoordinatedEngine, runArguments: [String]) throws
+            -> (Coordinator, FederationServer, String) {
+            var opts = CoordinatorOptions(stateDirectory: cfg.state, runArguments: runArguments)
             opts.roundDeadline = cfg.roundDeadlineSeconds ?? 60
             opts.closeAfter = cfg.closeAfter
             let coordinator = try Coordinator(engine: engine, options: opts)
@@ -178,6 +168,17 @@ extension FL {
             let metrics = try cfg.metrics.map { try parseHostPort($0, what: "metrics") }
             let server = FederationServer(coordinator: coordinator, enrolment: try EnrolmentStore(path: cfg.enrolment),
                                           host: host, port: port, tls: cfg.tls, metrics: metrics)
+            return (coordinator, server, host)
+        }
+
+        /// A PEFT run (`"task": "peft"`): the `peft run` simulation with the coordinator as its transport.
+        func servePEFT(_ cfg: ServeConfig) throws {
+            let pa = try PEFTRunArguments.from(cfg.run, what: "config \(config): \"run\"")
+            if pa.setup.personalEval > 0 {
+                throw CLIError("config \(config): --personal-eval needs the devices' personal layers, which stay on the devices in a deployment")
+            }
+            let engine = try pa.engine()
+            let (coordinator, server, host) = try makeServer(cfg, engine: engine, runArguments: [PEFTRunArguments.marker] + cfg.run)
             let banner = "\(engine.strategyName) (\(cfg.tls == nil ? "plaintext" : "TLS")), run \(coordinator.runID), rounds \(engine.round)/\(engine.rounds) done"
             try blockingAwait {
                 let bound = try await server.start()
