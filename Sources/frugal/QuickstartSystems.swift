@@ -33,8 +33,10 @@ extension Quickstart {
             results["moe_\(policy)_tpot_ms"] = stats.timePerOutputToken * 1000
         }
         printTable(["policy", "expert memory", "TPOT ms", "hit rate", "loaded", "same tokens"], rows)
-        print("[moe] random weights route at random, so next-layer prediction misses and MoEpic's prefetches are wasted loads;")
-        print("[moe] on trained routing see `frugal moe bench` and docs/moe.md")
+        print("[moe] hit rate: accesses that found the whole expert resident. This random-weight model routes to a few experts")
+        print("[moe] (a whole-expert LRU cache hits most accesses at half the memory) and a layer takes well under a millisecond, so MoEpic's")
+        print("[moe] split (θ = 0.4: the bottom 60% of a routed expert loads on demand, layer 0 has no prediction) costs more")
+        print("[moe] than it hides; it pays where compute and loading are comparable: `frugal moe bench`, docs/moe.md")
     }
 
     /// DropPEFT: federated LoRA on a small generated transformer, full depth against layer dropout.
