@@ -15,6 +15,10 @@ public struct LayerTiming: Sendable, Codable, Equatable {
     public var attention: Double
     /// p_l: fraction of this layer's activated experts that the previous layer's prediction names.
     public var predictorAccuracy: Double
+    /// c for an expert whose bytes arrived through the load path during this token (nil: c). On a CPU whose
+    /// I/O thread copies experts in, those bytes are still in the shared last-level cache when they are
+    /// computed, so batch-1 compute runs faster than from DRAM (measured by `moe bench`, see `EngineCalibration`).
+    public var loadedExpertCompute: Double? = nil
 
     public init(expertBytes: Double, loadBandwidth: Double, loadLatency: Double = 0, expertCompute: Double,
                 attention: Double, predictorAccuracy: Double) {

@@ -10,8 +10,11 @@ import FrugalModels
 /// - `attentionSeconds`: a layer's resident work (norms, attention, router, the executor's bookkeeping):
 ///   the `full` run's time per token / L minus its experts;
 /// - `loadBandwidth`, `loadLatency`: the slow tier as the engine's load path sees it (queue, I/O
-///   thread, read, hand-back), fitted as load(n) = latency + n / bandwidth from whole experts queued back
-///   to back (the throughput) and single small segments (the fixed cost).
+///   thread, read, hand-back), fitted as load(n) = latency + n / bandwidth from whole experts queued a
+///   layer's worth (top-k) at a time (the throughput) and single small segments (the fixed cost);
+/// - `loadedExpertSeconds`: one whole expert computed right after the load path brought it in (an
+///   `on-demand` run's kernel time per expert). On this CPU the I/O thread's copy leaves the bytes in the
+///   last-level cache the compute core shares, so this is well below `expertSeconds` (DRAM-bound).
 ///
 /// `simulate --hardware cpu:FILE` and `plan --hardware cpu:FILE` read it.
 public struct EngineCalibration: Codable, Sendable, Equatable {
@@ -31,6 +34,8 @@ public struct EngineCalibration: Codable, Sendable, Equatable {
     public var ioThreads: Int
     /// Load average of the machine when measured (1 minute), for the record.
     public var loadAverage: Double
+    /// Seconds to compute one whole expert just loaded (nil: not measured, `expertSeconds`).
+    public var loadedExpertSeconds: Double? = nil
 
     public init(expertBytes: Double, expertSeconds: Double, attentionSeconds: Double, tokenSeconds: Double = 0,
                 tier: String, loadBandwidth: Double, loadLatency: Double, ioThreads: Int, loadAverage: Double) {
@@ -49,6 +54,7 @@ public struct EngineCalibration: Codable, Sendable, Equatable {
         h.attentionSeconds = attentionSeconds
         h.tokenSeconds = tokenSeconds
         h.chunkBytes = Double(LoadEngine.defaultChunkBytes)
+        if let w = loadedExpertSeconds, w > 0, expertSeconds > 0 { h.loadedComputeFactor = w / expertSeconds }
         return h
     }
 
@@ -86,13 +92,51 @@ public struct EngineCalibration: Codable, Sendable, Equatable {
         return (c, a)
     }
 
+    /// Seconds to compute one whole expert at batch 1 right after the engine's load path brought it in from
+    /// `tier` (median of `count` random experts, each chunk computed as it lands). Compare with `expertSeconds`.
+    public static func measureLoadedCompute(_ tier: SlowTier, count: Int = 16, seed: UInt64 = 2) throws -> Double {
+        let s = tier.shape
+        let rowBytes = ExpertSplit.rowBytes(hidden: s.hidden, dtype: tier.dtype)
+        let fast = FastTier(capacity: s.intermediate * rowBytes, pageBytes: rowBytes)
+        let engine = LoadEngine(fast: fast, tier: tier)
+        defer { engine.stop() }
+        var rng = RNG(seed: seed)
+        var x = [Float](repeating: 0, count: s.hidden), y = [Float](repeating: 0, count: s.hidden)
+        for i in x.indices { x[i] = Float(rng.next() % 1000) / 1000 - 0.5 }
+        var times: [Double] = []
+        let one: [Float] = [1]
+        for _ in 0..<max(1, count) {
+            let sg = SegmentID(layer: Int(rng.next() % UInt64(s.layers)), expert: Int(rng.next() % UInt64(s.experts)), part: .top)
+            try engine.load(sg, rows: 0..<s.intermediate, demand: true)
+            // As the executor does: each chunk computed as soon as it lands; only the kernel time counts.
+            var t = 0.0
+            for c in 0..<engine.chunkCount(sg) {
+                let runs = try engine.waitChunk(sg, c)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in one.withUnsafeBufferPointer { wp in
+                    for r in runs {
+                        ExpertKernel.accumulate(rows: engine.fast.pointer(r.lowerBound), rowCount: r.count, hidden: s.hidden,
+                                                dtype: tier.dtype, x: xp.baseAddress!, tokens: 1, weights: wp.baseAddress!,
+                                                y: yp.baseAddress!)
+                    }
+                } } }
+                t += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
+            times.append(t)
+            engine.drop(sg)
+        }
+        return times.sorted()[times.count / 2]
+    }
+
     /// Fits load(n) = latency + n / bandwidth for `tier` through the engine's load path: `rounds` batches of
-    /// `batch` whole experts queued back to back (throughput), then `rounds` single segments of 1/16 of an
-    /// expert (fixed cost). Experts are picked at random (seeded) across all layers.
-    public static func measureTier(_ tier: SlowTier, rounds: Int = 6, batch: Int = 4, seed: UInt64 = 1) throws
+    /// `batch` whole experts queued together (throughput; default the model's top-k, what a layer demands at
+    /// once), then `rounds` single segments of 1/16 of an expert (fixed cost). Experts are picked at random
+    /// (seeded) across all layers.
+    public static func measureTier(_ tier: SlowTier, rounds: Int = 8, batch: Int? = nil, seed: UInt64 = 1) throws
         -> (bandwidth: Double, latency: Double)
     {
         let s = tier.shape
+        let batch = max(1, min(batch ?? s.topK, s.layers * s.experts))
         let rowBytes = ExpertSplit.rowBytes(hidden: s.hidden, dtype: tier.dtype)
         let fast = FastTier(capacity: batch * s.intermediate * rowBytes, pageBytes: rowBytes)
         let engine = LoadEngine(fast: fast, tier: tier)

@@ -34,6 +34,9 @@ public struct HardwareProfile: Sendable, Codable, Equatable {
     /// Prefetches move in chunks of this many bytes, so a demand load waits only for the chunk in
     /// progress; 0: a transfer, once started, runs to its end (the engine's I/O threads).
     public var chunkBytes: Double = 1_048_576
+    /// Compute of bytes loaded during the current token relative to compute from resident memory (nil: 1):
+    /// below 1 where the load path leaves them in a cache the compute shares (a CPU's I/O thread and L3).
+    public var loadedComputeFactor: Double? = nil
 
     public init(name: String, linkBandwidth: Double, pageableFactor: Double = 0.5, pageable: Bool = false,
                 linkLatency: Double = 10e-6, memoryBandwidth: Double, efficiency: Double = 0.8,

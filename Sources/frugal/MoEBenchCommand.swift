@@ -228,6 +228,7 @@ struct MoEBench: ParsableCommand {
             var calib = EngineCalibration(expertBytes: Double(S), expertSeconds: c0, attentionSeconds: median(comp.map(\.1)),
                                           tier: tname, loadBandwidth: lbw, loadLatency: lat, ioThreads: slow.ioThreads,
                                           loadAverage: EngineCalibration.loadAverage())
+            calib.loadedExpertSeconds = try wrap { try EngineCalibration.measureLoadedCompute(slow) }
             for spec in specs {
                 for budget in (spec.kind == .full ? ["100%"] : budgetList) {
                     var plan: CachePlan? = nil
@@ -267,15 +268,26 @@ struct MoEBench: ParsableCommand {
                     if configs[ci].spec.kind == .full {
                         configs[ci].comp.append(EngineCalibration.compute(fullStats: s, tpot: r.stats.timePerOutputToken,
                                                                           layers: shape.layers, topK: shape.topK))
+                    } else if configs[ci].spec.kind == .onDemand, s.decodeExpertsComputed > 0 {
+                        // Every expert of an on-demand run was just loaded: the loaded-compute rate.
+                        configs[ci].comp.append((s.decodeComputeSeconds / s.decodeExpertsComputed, 0))
                     }
                 }
                 if i > 0 { print("  prompt \(i)/\(ids.count - 1) done"); flushStdout() }
             }
             for c in configs { c.exec.close() }
-            // This tier's calibration: compute from its own full runs (same time window), load from the tier.
+            // This tier's calibration: compute from its own full runs (same time window), compute of just-loaded
+            // experts from its on-demand runs, load from the tier measured before and after the runs (mean).
             if let f = configs.first(where: { $0.spec.kind == .full }), !f.comp.isEmpty {
                 calib.expertSeconds = median(f.comp.map(\.0)); calib.attentionSeconds = median(f.comp.map(\.1))
             }
+            let onDemandComp = configs.filter { $0.spec.kind == .onDemand }.flatMap { $0.comp.map(\.0) }
+            let (lbw2, lat2) = try wrap { try EngineCalibration.measureTier(slow) }
+            calib.loadBandwidth = 2 / (1 / lbw + 1 / lbw2); calib.loadLatency = (lat + lat2) / 2
+            print("\(tname): load measured \(fmt(lbw / 1e9, 2)) GB/s before the runs, \(fmt(lbw2 / 1e9, 2)) GB/s after; "
+                  + "expert compute \(fmt(calib.expertSeconds * 1e6, 0)) us resident, "
+                  + "\(fmt((calib.loadedExpertSeconds ?? 0) * 1e6, 0)) us just loaded"
+                  + (onDemandComp.isEmpty ? "" : " (\(fmt(median(onDemandComp) * 1e6, 0)) us in the on-demand runs)"))
             calib.loadAverage = EngineCalibration.loadAverage()
             tierOut.append(TierOut(tier: tname, calibration: calib))
             // Prediction accuracy per layer over all predicting configurations (layer 0: nothing to predict from).
@@ -474,11 +486,13 @@ struct MoECalibrate: ParsableCommand {
         let (bw, lat) = try wrap { try EngineCalibration.measureTier(slow) }
         let dtype = slow.dtype
         let S = Double(shape.intermediate * ExpertSplit.rowBytes(hidden: shape.hidden, dtype: dtype))
-        let c = EngineCalibration(expertBytes: S, expertSeconds: median(comp.map(\.0)), attentionSeconds: median(comp.map(\.1)),
+        var c = EngineCalibration(expertBytes: S, expertSeconds: median(comp.map(\.0)), attentionSeconds: median(comp.map(\.1)),
                                   tier: slow.name, loadBandwidth: bw, loadLatency: lat, ioThreads: slow.ioThreads,
                                   loadAverage: EngineCalibration.loadAverage())
+        c.loadedExpertSeconds = try wrap { try EngineCalibration.measureLoadedCompute(slow) }
         do { try c.write(path: json) } catch { throw CLIError("\(error)") }
-        print("expert \(CheckpointInfo.formatBytes(Int(S))): compute \(fmt(c.expertSeconds * 1e6, 0)) us; layer resident work \(fmt(c.attentionSeconds * 1e6, 0)) us; "
+        print("expert \(CheckpointInfo.formatBytes(Int(S))): compute \(fmt(c.expertSeconds * 1e6, 0)) us resident, "
+              + "\(fmt((c.loadedExpertSeconds ?? 0) * 1e6, 0)) us just loaded; layer resident work \(fmt(c.attentionSeconds * 1e6, 0)) us; "
               + "\(slow.name): \(fmt(bw / 1e9, 2)) GB/s + \(fmt(lat * 1e6, 0)) us a transfer (compute/load \(fmt(c.computeToLoad, 3))); "
               + "load average \(fmt(c.loadAverage, 1)); wrote \(json)")
     }

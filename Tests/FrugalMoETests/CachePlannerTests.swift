@@ -165,6 +165,29 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         #expect(abs(f.tpot - 3e-4) < 1e-12 && f.hitRate == 1 && f.bytesPerToken == 0)
     }
 
+    @Test func justLoadedBytesComputeAtTheLoadedRate() {
+        // Loaded-compute rate 0.05 ms: on-demand's expert arrives this token (0.05 ms compute); full's is resident
+        // (0.2 ms); MoEpic θ = 0.5 with the top cached: the cached top at 0.1 ms, the just-loaded bottom at 0.025 ms.
+        var t = tm; t.loadedExpertCompute = 5e-5
+        let sim = MoESimulator(timings: [t])
+        let toks = oneLayer([[0], [0]])
+        let od = sim.run(policy: NativeSimPolicy(kind: .onDemand, experts: 2, expertBytes: [1e6], thetas: [1], tops: [0]),
+                         tokens: toks, experts: 2)
+        #expect(abs(od.tpot - (1e-4 + 1e-5 + 1e-3 + 5e-5)) < 1e-12)
+        let f = sim.run(policy: NativeSimPolicy(kind: .full, experts: 2, expertBytes: [1e6], thetas: [1], tops: [2]),
+                        tokens: toks, experts: 2)
+        #expect(abs(f.tpot - 3e-4) < 1e-12)
+        let mp = sim.run(policy: NativeSimPolicy(kind: .moepic, experts: 2, expertBytes: [1e6], thetas: [0.5], tops: [1]),
+                         tokens: toks, experts: 2, countFrom: 1)
+        #expect(abs(mp.tpot - (1e-4 + max(1e-4, 1e-5 + 5e-4) + 2.5e-5)) < 1e-12)
+        // The calibration carries the rate to the simulator's timings as a factor of the resident rate.
+        let cal = EngineCalibration(expertBytes: 1e6, expertSeconds: 2e-4, attentionSeconds: 1e-4, tier: "link", loadBandwidth: 1e9,
+                                    loadLatency: 1e-5, ioThreads: 1, loadAverage: 0)
+        #expect(cal.hardware.loadedComputeFactor == nil)
+        var cal2 = cal; cal2.loadedExpertSeconds = 5e-5
+        #expect(cal2.hardware.loadedComputeFactor == 0.25)
+    }
+
     @Test func splitTopComputesWhileBottomLoads() {
         // MoEpic, θ = 0.5, one top cached: token 0 loads expert 0 whole (miss), token 1 reuses it: bottom (0.5 ms)
         // loads while the top computes (0.1 ms); then the bottom computes (0.1 ms).

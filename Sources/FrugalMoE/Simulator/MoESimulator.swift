@@ -179,6 +179,8 @@ public struct MoESimulator {
                 for w in work {
                     for (s, share) in w.segs {
                         let ready = arrival[s] ?? 0
+                        // Bytes that arrived during this token compute at the loaded rate (see `LayerTiming`).
+                        let c = ready > t0 ? (tm.loadedExpertCompute ?? tm.expertCompute) : tm.expertCompute
                         if policy.streamsChunks && chunkBytes > 0 && ready > computeFree {
                             // Chunk by chunk as they land: chunk j ends (B − bytes through j)/bandwidth before the segment.
                             let B = share * tm.expertBytes
@@ -188,12 +190,12 @@ public struct MoESimulator {
                                 done += part
                                 let r = ready - (B - done) / tm.loadBandwidth
                                 if r > computeFree { tokStall += r - computeFree; computeFree = r }
-                                computeFree += part / B * share * tm.expertCompute
+                                computeFree += part / B * share * c
                             }
                             continue
                         }
                         if ready > computeFree { tokStall += ready - computeFree; computeFree = ready }
-                        computeFree += share * tm.expertCompute
+                        computeFree += share * c
                     }
                 }
                 now = computeFree

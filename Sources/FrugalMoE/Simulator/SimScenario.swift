@@ -91,9 +91,11 @@ public struct SimScenario: Sendable {
         }
         let k = tokens.map { t in (0..<prof.layers).map { t.experts[$0].count }.max() ?? 0 }.max() ?? prof.topK
         let timings = (0..<prof.layers).map { l in
-            LayerTiming(expertBytes: eb[l], loadBandwidth: hardware.loadBandwidth, loadLatency: hardware.linkLatency,
-                        expertCompute: hardware.expertCompute(bytes: eb[l]), attention: hardware.attention(bytes: dense[l]),
-                        predictorAccuracy: l == 0 ? 0 : predictorAccuracy)
+            var t = LayerTiming(expertBytes: eb[l], loadBandwidth: hardware.loadBandwidth, loadLatency: hardware.linkLatency,
+                                expertCompute: hardware.expertCompute(bytes: eb[l]), attention: hardware.attention(bytes: dense[l]),
+                                predictorAccuracy: l == 0 ? 0 : predictorAccuracy)
+            t.loadedExpertCompute = hardware.loadedComputeFactor.map { $0 * t.expertCompute }
+            return t
         }
         var sc = SimScenario(profile: prof, hardware: hardware, tokens: tokens, warmup: warm, topK: k, expertBytes: eb,
                              timings: timings, notes: notes)
