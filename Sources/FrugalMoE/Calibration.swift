@@ -131,33 +131,43 @@ public struct EngineCalibration: Codable, Sendable, Equatable {
     /// Fits load(n) = latency + n / bandwidth for `tier` through the engine's load path: `rounds` batches of
     /// `batch` whole experts queued together (throughput; default the model's top-k, what a layer demands at
     /// once), then `rounds` single segments of 1/16 of an expert (fixed cost). Experts are picked at random
-    /// (seeded) across all layers.
-    public static func measureTier(_ tier: SlowTier, rounds: Int = 8, batch: Int? = nil, seed: UInt64 = 1) throws
-        -> (bandwidth: Double, latency: Double)
+    /// (seeded) across all layers. Loads land in a fast tier of `arenaBytes` (default: one batch) whose pages are
+    /// reused oldest first, as a policy's cache turns over: a fast tier much larger than the last-level cache is
+    /// written cold, and on a CPU that makes the copy slower than into a small, cache-resident one.
+    public static func measureTier(_ tier: SlowTier, rounds: Int = 8, batch: Int? = nil, arenaBytes: Int? = nil,
+                                   seed: UInt64 = 1) throws -> (bandwidth: Double, latency: Double)
     {
         let s = tier.shape
         let batch = max(1, min(batch ?? s.topK, s.layers * s.experts))
         let rowBytes = ExpertSplit.rowBytes(hidden: s.hidden, dtype: tier.dtype)
-        let fast = FastTier(capacity: batch * s.intermediate * rowBytes, pageBytes: rowBytes)
+        let expertBytes = s.intermediate * rowBytes
+        let fast = FastTier(capacity: max(batch * expertBytes, arenaBytes ?? 0), pageBytes: rowBytes)
         let engine = LoadEngine(fast: fast, tier: tier)
         defer { engine.stop() }
         var rng = RNG(seed: seed)
         func pick() -> (Int, Int) { (Int(rng.next() % UInt64(s.layers)), Int(rng.next() % UInt64(s.experts))) }
         func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-        // Whole experts, `batch` at a time (distinct within a batch).
+        // Segments still resident, oldest first; dropped only when the next loads need their pages.
+        var resident: [SegmentID] = []
+        func freePages() -> Int { engine.cond.lock(); defer { engine.cond.unlock() }; return fast.freePages }
+        func makeRoom(rows: Int) {
+            while freePages() < rows, !resident.isEmpty { engine.drop(resident.removeFirst()) }
+        }
+        // Whole experts, `batch` at a time (distinct, and not resident).
         var wholeTime = 0.0, wholeCount = 0
         for _ in 0..<rounds {
             var segs: [SegmentID] = []
             while segs.count < batch {
                 let (l, e) = pick()
                 let sg = SegmentID(layer: l, expert: e, part: .top)
-                if !segs.contains(sg) { segs.append(sg) }
+                if !segs.contains(sg) && !resident.contains(sg) { segs.append(sg) }
             }
+            makeRoom(rows: batch * s.intermediate)
             let t0 = now()
             for sg in segs { try engine.load(sg, rows: 0..<s.intermediate, demand: true) }
             for sg in segs { _ = try engine.waitReady(sg) }
             wholeTime += now() - t0; wholeCount += segs.count
-            for sg in segs { engine.drop(sg) }
+            resident += segs
         }
         // Small segments one at a time.
         let small = max(1, s.intermediate / 16)
@@ -165,15 +175,17 @@ public struct EngineCalibration: Codable, Sendable, Equatable {
         for _ in 0..<(4 * rounds) {
             let (l, e) = pick()
             let sg = SegmentID(layer: l, expert: e, part: .bottom)
+            if resident.contains(sg) { continue }
+            makeRoom(rows: small)
             let t0 = now()
             try engine.load(sg, rows: (s.intermediate - small)..<s.intermediate, demand: true)
             _ = try engine.waitReady(sg)
             smallTimes.append(now() - t0)
-            engine.drop(sg)
+            resident.append(sg)
         }
         let tWhole = wholeTime / Double(max(1, wholeCount))
-        let tSmall = smallTimes.sorted()[smallTimes.count / 2]
         let S = Double(s.intermediate * rowBytes), sB = Double(small * rowBytes)
+        let tSmall = smallTimes.isEmpty ? tWhole * sB / S : smallTimes.sorted()[smallTimes.count / 2]
         // Two points on load(n) = latency + n / bandwidth; the bandwidth from their difference.
         var bw = (S - sB) / max(tWhole - tSmall, 1e-9)
         if !(bw.isFinite && bw > 0) || tWhole <= tSmall { bw = S / tWhole }

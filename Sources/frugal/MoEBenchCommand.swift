@@ -121,7 +121,9 @@ struct MoEBench: ParsableCommand {
         /// Prompts whose generated tokens differ from the resident run's (0: same routing as recorded).
         var promptsDiffering: Int
     }
-    struct TierOut: Codable { var tier: String; var calibration: EngineCalibration }
+    /// A tier's calibration: `calibration` with loads into a top-k-expert fast tier (on-demand), and per budget into
+    /// a fast tier of that size (the caching policies).
+    struct TierOut: Codable { var tier: String; var calibration: EngineCalibration; var budgetCalibrations: [String: EngineCalibration] }
 
     func run() throws {
         let m = try loadMoEModel(model)
@@ -219,7 +221,15 @@ struct MoEBench: ParsableCommand {
         var rows: [Row] = [], tierOut: [TierOut] = []
         for (tname, bw, makeTier) in tiers {
             let slow = try makeTier()
+            // The tier through the load path, into a fast tier of each configuration's span: top-k experts (on-demand
+            // reuses the same pages) or a budget (caching policies turn all of it over); before and after the runs.
+            let totalExpert = shape.layers * shape.experts * S
+            let budgetBytes = try budgetList.map { b in try wrap { try MemoryBudget.parse(b, totalExpertBytes: totalExpert) } }
             let (lbw, lat) = try wrap { try EngineCalibration.measureTier(slow) }
+            var arenaBefore: [String: (Double, Double)] = [:]
+            for (b, bytes) in zip(budgetList, budgetBytes) {
+                arenaBefore[b] = try wrap { try EngineCalibration.measureTier(slow, arenaBytes: bytes) }
+            }
             // Configurations of this tier: full once, every other policy at every budget.
             struct Config { var spec: MoEPolicySpec; var budget: String; var exec: OffloadingExecutor
                 var tpot: [Double] = []; var hit = 0.0, chit = 0.0, stall = 0.0, loaded = 0.0; var peak = 0
@@ -233,7 +243,9 @@ struct MoEBench: ParsableCommand {
                 for budget in (spec.kind == .full ? ["100%"] : budgetList) {
                     var plan: CachePlan? = nil
                     if spec.planned, let tr = planTraceData {
-                        plan = try planFor(trace: tr, profile: profile, calib: calib, budget: budget, shape: shape, dtype: dtype, tuning: tune,
+                        var cb = calib
+                        if let (b, l) = arenaBefore[budget] { cb.loadBandwidth = b; cb.loadLatency = l }
+                        plan = try planFor(trace: tr, profile: profile, calib: cb, budget: budget, shape: shape, dtype: dtype, tuning: tune,
                                            accuracy: planAcc, refine: spec.refined)
                     }
                     let exec = try wrap {
@@ -284,12 +296,21 @@ struct MoEBench: ParsableCommand {
             let onDemandComp = configs.filter { $0.spec.kind == .onDemand }.flatMap { $0.comp.map(\.0) }
             let (lbw2, lat2) = try wrap { try EngineCalibration.measureTier(slow) }
             calib.loadBandwidth = 2 / (1 / lbw + 1 / lbw2); calib.loadLatency = (lat + lat2) / 2
+            var budgetCalib: [String: EngineCalibration] = [:]
+            for (b, bytes) in zip(budgetList, budgetBytes) {
+                let (b1, l1) = arenaBefore[b]!
+                let (b2, l2) = try wrap { try EngineCalibration.measureTier(slow, arenaBytes: bytes) }
+                var cb = calib
+                cb.loadBandwidth = 2 / (1 / b1 + 1 / b2); cb.loadLatency = (l1 + l2) / 2
+                budgetCalib[b] = cb
+                print("\(tname): into a \(b) fast tier \(fmt(b1 / 1e9, 2)) GB/s before the runs, \(fmt(b2 / 1e9, 2)) GB/s after")
+            }
             print("\(tname): load measured \(fmt(lbw / 1e9, 2)) GB/s before the runs, \(fmt(lbw2 / 1e9, 2)) GB/s after; "
                   + "expert compute \(fmt(calib.expertSeconds * 1e6, 0)) us resident, "
                   + "\(fmt((calib.loadedExpertSeconds ?? 0) * 1e6, 0)) us just loaded"
                   + (onDemandComp.isEmpty ? "" : " (\(fmt(median(onDemandComp) * 1e6, 0)) us in the on-demand runs)"))
             calib.loadAverage = EngineCalibration.loadAverage()
-            tierOut.append(TierOut(tier: tname, calibration: calib))
+            tierOut.append(TierOut(tier: tname, calibration: calib, budgetCalibrations: budgetCalib))
             // Prediction accuracy per layer over all predicting configurations (layer 0: nothing to predict from).
             var ok = [Int](repeating: 0, count: shape.layers), all = ok
             for c in configs where !c.predOK.isEmpty { for l in 0..<shape.layers { ok[l] += c.predOK[l]; all[l] += c.predAll[l] } }
@@ -309,7 +330,11 @@ struct MoEBench: ParsableCommand {
                     let total = Double(try wrap { try MemoryBudget.parse(c.budget, totalExpertBytes: shape.layers * shape.experts * S) })
                     let pol = try wrap { try sc.enginePolicy(c.spec.kind, totalBudget: total, cachePlan: c.exec.policy.plan,
                                                              theta: c.spec.theta ?? theta, tuning: tune) }
-                    let r = sc.simulate(pol, seed: 7)
+                    var scc = sc
+                    if c.spec.kind != .onDemand, let cb = budgetCalib[c.budget] {
+                        for l in 0..<scc.timings.count { scc.timings[l].loadBandwidth = cb.loadBandwidth; scc.timings[l].loadLatency = cb.loadLatency }
+                    }
+                    let r = scc.simulate(pol, seed: 7)
                     simMs = median(Array(r.turnTpot.dropFirst())) * 1e3
                 }
                 let sp = c.exec.policy
