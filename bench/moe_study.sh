@@ -8,7 +8,9 @@
 #    makes an expert's compute 5%, 25%, 50%, 100% and 200% of its load time, on the score prompts
 #    (bench/moe_prompts_score.txt), alternating policies prompt by prompt; MoEpic with the planner's per-layer
 #    plan fitted on the fit prompts' routing (moepic@plan) and with θ = 0.4 (moepic); the simulator calibrated
-#    in the same run replays the recorded routing for every row (sim ms). Table, JSON and two SVG plots.
+#    in the same run replays the recorded routing for every row (sim ms). Its load bandwidth per tier is fitted
+#    on an on-demand decode of the fit prompts (--calibration-prompts), not on the scored ones. Table, JSON and
+#    two SVG plots.
 # 3. Item 4: the plan (fitted on the fit prompts; moepic@plan refined by simulating the fit routing, moepic@analytic
 #    without) against uniform budgets with θ = 0, 0.25, 0.5, 0.75 and 1
 #    on the score prompts, on the disk tier and at compute/load 25% and 100%. The planner's prediction accuracy
@@ -33,10 +35,12 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 ACC=$(python3 -c "import json,sys; print(','.join('%.3f' % a for a in json.load(open(sys.argv[1]))['predictionAccuracyPerLayer']))" "$OUT/fit.json")
 "$F" moe bench --model "$MODEL" --prompts bench/moe_prompts_score.txt --max-tokens "$TOKENS" --budgets 25%,50% \
   --ratios 0.05,0.25,0.5,1,2 --policies full,on-demand,lru,lfu,prefetch,moepic,moepic@plan --plan-trace "$OUT/fit.route.csv" \
+  --calibration-prompts bench/moe_prompts_fit.txt \
   --predictor-accuracy "$ACC" \
   --simulate --record-trace "$OUT/score.route.csv" --json "$OUT/study.json" --svg "$OUT/study" | sed -n '/^ *tier  *c\/l/,$p'
 echo "load average after item 3: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$F" moe bench --model "$MODEL" --prompts bench/moe_prompts_score.txt --max-tokens "$TOKENS" --budgets 25%,50% \
   --ratios 0.25,1 --policies moepic@plan,moepic@analytic,moepic@0,moepic@0.25,moepic@0.5,moepic@0.75,moepic@1 \
-  --plan-trace "$OUT/fit.route.csv" --predictor-accuracy "$ACC" --simulate --json "$OUT/plan.json" | sed -n '/^ *tier  *c\/l/,$p'
+  --plan-trace "$OUT/fit.route.csv" --predictor-accuracy "$ACC" --calibration-prompts bench/moe_prompts_fit.txt \
+  --simulate --json "$OUT/plan.json" | sed -n '/^ *tier  *c\/l/,$p'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

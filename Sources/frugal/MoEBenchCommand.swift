@@ -92,6 +92,8 @@ struct MoEBench: ParsableCommand {
     @Option(help: "Model folder.") var model: String
     @Option(help: "Offload store (default: MODEL/experts.fmoe, packed when missing).") var store: String?
     @Option(help: "Prompts, one per line (default: nine built-in prompts; the first warms up).") var prompts: String?
+    @Option(help: "Held-out prompts (one per line, the first warms up) for an on-demand run per tier that fits the simulator's load bandwidth to the decode as the engine really sees it (default: the tier as measured through the load path).")
+    var calibrationPrompts: String?
     @Option var maxTokens = 32
     @Option(help: "Sampling temperature (0: greedy; a small trained model repeats itself under greedy decoding). Prompt i samples with seed i, so every policy generates the same tokens.")
     var temperature: Float = 0.7
@@ -219,6 +221,12 @@ struct MoEBench: ParsableCommand {
         }
         profile.dtypeBytes = dtype.size
         var rows: [Row] = [], tierOut: [TierOut] = []
+        let calIds = try calibrationPrompts.map { path -> [[Int]] in
+            let v = try readMoEPrompts(path).map { tok.encode($0) }.filter { !$0.isEmpty }
+            guard v.count >= 2 else { throw CLIError("--calibration-prompts: need at least two non-empty prompts (the first warms up)") }
+            return v
+        }
+        var bandwidthScale: Double? = nil
         for (tname, bw, makeTier) in tiers {
             let slow = try makeTier()
             // The tier through the load path, into a fast tier of each configuration's span: top-k experts (on-demand
@@ -239,6 +247,18 @@ struct MoEBench: ParsableCommand {
                                           tier: tname, loadBandwidth: lbw, loadLatency: lat, ioThreads: slow.ioThreads,
                                           loadAverage: EngineCalibration.loadAverage())
             calib.loadedExpertSeconds = try wrap { try EngineCalibration.measureLoadedCompute(slow) }
+            // Held-out decode: the load bandwidth that makes the simulator's on-demand TPOT equal the engine's on the
+            // calibration prompts; the budgets' fast tiers keep their measured ratio to the top-k one.
+            if let calIds {
+                let fit = try fitLoadBandwidth(model: m, gen: gen, prompts: calIds, slow: slow, calib: calib, profile: profile,
+                                               shape: shape, elementBytes: dtype.size, tune: tune)
+                let ratio = fit / lbw
+                print("\(tname): on-demand over the calibration prompts fits \(fmt(fit / 1e9, 2)) GB/s "
+                      + "(\(fmt(lbw / 1e9, 2)) GB/s through the load path alone)")
+                calib.loadBandwidth = fit
+                for (b, v) in arenaBefore { arenaBefore[b] = (v.0 * ratio, v.1) }
+                bandwidthScale = ratio
+            } else { bandwidthScale = nil }
             for spec in specs {
                 for budget in (spec.kind == .full ? ["100%"] : budgetList) {
                     var plan: CachePlan? = nil
@@ -295,11 +315,12 @@ struct MoEBench: ParsableCommand {
             }
             let onDemandComp = configs.filter { $0.spec.kind == .onDemand }.flatMap { $0.comp.map(\.0) }
             let (lbw2, lat2) = try wrap { try EngineCalibration.measureTier(slow) }
-            calib.loadBandwidth = 2 / (1 / lbw + 1 / lbw2); calib.loadLatency = (lat + lat2) / 2
+            if bandwidthScale == nil { calib.loadBandwidth = 2 / (1 / lbw + 1 / lbw2); calib.loadLatency = (lat + lat2) / 2 }
             var budgetCalib: [String: EngineCalibration] = [:]
             for (b, bytes) in zip(budgetList, budgetBytes) {
                 let (b1, l1) = arenaBefore[b]!
-                let (b2, l2) = try wrap { try EngineCalibration.measureTier(slow, arenaBytes: bytes) }
+                // Fitted on the held-out decode: the before-run figures, scaled; else before and after the runs.
+                let (b2, l2) = bandwidthScale != nil ? (b1, l1) : try wrap { try EngineCalibration.measureTier(slow, arenaBytes: bytes) }
                 var cb = calib
                 cb.loadBandwidth = 2 / (1 / b1 + 1 / b2); cb.loadLatency = (l1 + l2) / 2
                 budgetCalib[b] = cb
@@ -350,6 +371,48 @@ struct MoEBench: ParsableCommand {
         }
         m.executor = ResidentExperts(source: m)
         report(rows: rows, tiers: tiers.map(\.name), budgetList: budgetList, S: S, tierOut: tierOut, accuracy: measuredAcc)
+    }
+
+    /// The load bandwidth at which the simulator's on-demand TPOT (median over the prompts after the first) equals the
+    /// engine's on `prompts`: the engine runs on-demand on `slow` while their routing is recorded, then the simulator
+    /// replays it with `calib` and a bandwidth found by bisection (TPOT falls as bandwidth rises).
+    func fitLoadBandwidth(model m: MoEModel, gen: MoEGenerator, prompts: [[Int]], slow: SlowTier, calib: EngineCalibration,
+                          profile: ModelProfile, shape: MoEShape, elementBytes: Int, tune: PolicyTuning) throws -> Double {
+        let lay = SegmentLayout(shape: shape, elementBytes: elementBytes, theta: Array(repeating: 1, count: shape.layers))
+        let budget = shape.topK * lay.expertBytes
+        let exec = try wrap {
+            let p = try PolicyFactory.make(.onDemand, shape: shape, elementBytes: lay.elementBytes, budget: budget, theta: 1, plan: nil,
+                                           tuning: tune, raiseTheta: false)
+            return try OffloadingExecutor(policy: p, tier: slow, budget: budget, source: m)
+        }
+        defer { exec.close() }
+        let saved = m.executor
+        m.executor = exec
+        defer { m.executor = saved }
+        let rec = BenchRouteRecorder(model: m)
+        m.routeObserver = { l, r in rec.observe(layer: l, routes: r) }
+        defer { m.routeObserver = nil }
+        var tpot: [Double] = []
+        for (i, p) in prompts.enumerated() {
+            rec.begin(turn: i)
+            let r = try gen.generate(prompt: p, maxTokens: maxTokens, temperature: temperature, seed: UInt64(1000 + i))
+            if i > 0 { tpot.append(r.stats.timePerOutputToken) }
+        }
+        let target = median(tpot)
+        var sc = try wrap { try SimScenario.make(trace: rec.trace, profile: profile, hardware: calib.hardware, predictorAccuracy: 0) }
+        let pol = try wrap { try sc.enginePolicy(.onDemand, totalBudget: Double(budget), cachePlan: nil, theta: 1, tuning: tune) }
+        func simTpot(_ bw: Double) -> Double {
+            for l in 0..<sc.timings.count { sc.timings[l].loadBandwidth = bw }
+            return median(Array(sc.simulate(pol, seed: 7).turnTpot.dropFirst()))
+        }
+        var lo = calib.loadBandwidth / 16, hi = calib.loadBandwidth * 16
+        guard simTpot(hi) < target else { return hi }
+        guard simTpot(lo) > target else { return lo }
+        for _ in 0..<40 {
+            let mid = (lo * hi).squareRoot()
+            if simTpot(mid) > target { lo = mid } else { hi = mid }
+        }
+        return (lo * hi).squareRoot()
     }
 
     /// The planner's plan for a budget: hit-rate curves from `trace`, timings from the calibration.
