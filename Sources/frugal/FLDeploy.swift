@@ -317,7 +317,9 @@ extension FL {
             for d in ids {
                 let token = e.enrol(device: d)
                 let path = "\(out)/device-\(d).token"
-                FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+                guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                    throw CLIError("cannot write the token of device \(d) to \(path)")
+                }
             }
             try e.save(path: file)
             print("enrolled \(ids.count) device(s) in \(file); tokens in \(out)/device-N.token")

@@ -31,7 +31,9 @@ struct Generate: ParsableCommand {
         let lm: LlamaForCausalLM
         let tok: any Tokenizer
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: model, isDirectory: &isDir)
+        guard FileManager.default.fileExists(atPath: model, isDirectory: &isDir) else {
+            throw CLIError("--model \(model): no such file or folder (a GGUF file or a Hugging Face model folder)")
+        }
         if isDir.boolValue {
             lm = try LlamaForCausalLM.load(directory: URL(fileURLWithPath: model))
             tok = try TokenizerLoader.load(path: model)
