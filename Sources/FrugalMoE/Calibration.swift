@@ -156,6 +156,8 @@ public struct EngineCalibration: Codable, Sendable, Equatable {
         // Whole experts, `batch` at a time (distinct, and not resident).
         var wholeTime = 0.0, wholeCount = 0
         for _ in 0..<rounds {
+            // Leave at least `batch` experts not resident to pick from (a fast tier as large as the model).
+            while resident.filter({ $0.part == .top }).count > s.layers * s.experts - batch { engine.drop(resident.removeFirst()) }
             var segs: [SegmentID] = []
             while segs.count < batch {
                 let (l, e) = pick()

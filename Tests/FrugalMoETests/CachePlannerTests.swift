@@ -370,6 +370,17 @@ func timings(layers: Int, S: Double = 1e6, bw: Double = 1e9, c: Double = 2e-4, a
         let (bw, lat) = try EngineCalibration.measureTier(tier, rounds: 2, batch: 2)
         #expect(bw.isFinite && bw > 0.2 * 2e6 && bw <= 1.25 * 2e6, "bandwidth \(bw)")
         #expect(lat.isFinite && lat >= 0)
+        // Into a fast tier of 3 experts with 2 loaded at a time: the oldest are dropped to make room (no budget error),
+        // and the link still bounds the fit.
+        let (bw3, lat3) = try EngineCalibration.measureTier(tier, rounds: 3, batch: 2, arenaBytes: 3 * 64 * 3 * 64 * 4)
+        #expect(bw3.isFinite && bw3 > 0.2 * 2e6 && bw3 <= 1.25 * 2e6, "bandwidth \(bw3)")
+        #expect(lat3.isFinite && lat3 >= 0)
+        // A fast tier holding every expert: still measures (experts are dropped so that some are left to load).
+        let (bw6, _) = try EngineCalibration.measureTier(tier, rounds: 4, batch: 2, arenaBytes: 6 * 64 * 3 * 64 * 4)
+        #expect(bw6.isFinite && bw6 > 0)
+        // Compute of a just-loaded expert: positive and finite.
+        let c = try EngineCalibration.measureLoadedCompute(tier, count: 3)
+        #expect(c.isFinite && c > 0)
     }
 }
 
