@@ -226,7 +226,6 @@ struct MoEBench: ParsableCommand {
             guard v.count >= 2 else { throw CLIError("--calibration-prompts: need at least two non-empty prompts (the first warms up)") }
             return v
         }
-        var bandwidthScale: Double? = nil
         for (tname, bw, makeTier) in tiers {
             let slow = try makeTier()
             // The tier through the load path, into a fast tier of each configuration's span: top-k experts (on-demand
@@ -249,6 +248,7 @@ struct MoEBench: ParsableCommand {
             calib.loadedExpertSeconds = try wrap { try EngineCalibration.measureLoadedCompute(slow) }
             // Held-out decode: the load bandwidth that makes the simulator's on-demand TPOT equal the engine's on the
             // calibration prompts; the budgets' fast tiers keep their measured ratio to the top-k one.
+            let fitted = calIds != nil
             if let calIds {
                 let fit = try fitLoadBandwidth(model: m, gen: gen, prompts: calIds, slow: slow, calib: calib, profile: profile,
                                                shape: shape, elementBytes: dtype.size, tune: tune)
@@ -257,8 +257,7 @@ struct MoEBench: ParsableCommand {
                       + "(\(fmt(lbw / 1e9, 2)) GB/s through the load path alone)")
                 calib.loadBandwidth = fit
                 for (b, v) in arenaBefore { arenaBefore[b] = (v.0 * ratio, v.1) }
-                bandwidthScale = ratio
-            } else { bandwidthScale = nil }
+            }
             for spec in specs {
                 for budget in (spec.kind == .full ? ["100%"] : budgetList) {
                     var plan: CachePlan? = nil
@@ -315,12 +314,12 @@ struct MoEBench: ParsableCommand {
             }
             let onDemandComp = configs.filter { $0.spec.kind == .onDemand }.flatMap { $0.comp.map(\.0) }
             let (lbw2, lat2) = try wrap { try EngineCalibration.measureTier(slow) }
-            if bandwidthScale == nil { calib.loadBandwidth = 2 / (1 / lbw + 1 / lbw2); calib.loadLatency = (lat + lat2) / 2 }
+            if !fitted { calib.loadBandwidth = 2 / (1 / lbw + 1 / lbw2); calib.loadLatency = (lat + lat2) / 2 }
             var budgetCalib: [String: EngineCalibration] = [:]
             for (b, bytes) in zip(budgetList, budgetBytes) {
                 let (b1, l1) = arenaBefore[b]!
                 // Fitted on the held-out decode: the before-run figures, scaled; else before and after the runs.
-                let (b2, l2) = bandwidthScale != nil ? (b1, l1) : try wrap { try EngineCalibration.measureTier(slow, arenaBytes: bytes) }
+                let (b2, l2) = fitted ? (b1, l1) : try wrap { try EngineCalibration.measureTier(slow, arenaBytes: bytes) }
                 var cb = calib
                 cb.loadBandwidth = 2 / (1 / b1 + 1 / b2); cb.loadLatency = (l1 + l2) / 2
                 budgetCalib[b] = cb
@@ -352,9 +351,7 @@ struct MoEBench: ParsableCommand {
                     let pol = try wrap { try sc.enginePolicy(c.spec.kind, totalBudget: total, cachePlan: c.exec.policy.plan,
                                                              theta: c.spec.theta ?? theta, tuning: tune) }
                     var scc = sc
-                    if c.spec.kind != .onDemand, let cb = budgetCalib[c.budget] {
-                        for l in 0..<scc.timings.count { scc.timings[l].loadBandwidth = cb.loadBandwidth; scc.timings[l].loadLatency = cb.loadLatency }
-                    }
+                    if c.spec.kind != .onDemand, let cb = budgetCalib[c.budget] { scc.setLoad(bandwidth: cb.loadBandwidth, latency: cb.loadLatency) }
                     let r = scc.simulate(pol, seed: 7)
                     simMs = median(Array(r.turnTpot.dropFirst())) * 1e3
                 }
@@ -402,7 +399,7 @@ struct MoEBench: ParsableCommand {
         var sc = try wrap { try SimScenario.make(trace: rec.trace, profile: profile, hardware: calib.hardware, predictorAccuracy: 0) }
         let pol = try wrap { try sc.enginePolicy(.onDemand, totalBudget: Double(budget), cachePlan: nil, theta: 1, tuning: tune) }
         func simTpot(_ bw: Double) -> Double {
-            for l in 0..<sc.timings.count { sc.timings[l].loadBandwidth = bw }
+            sc.setLoad(bandwidth: bw, latency: calib.loadLatency)
             return median(Array(sc.simulate(pol, seed: 7).turnTpot.dropFirst()))
         }
         var lo = calib.loadBandwidth / 16, hi = calib.loadBandwidth * 16

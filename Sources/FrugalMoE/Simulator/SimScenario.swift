@@ -103,6 +103,11 @@ public struct SimScenario: Sendable {
         return sc
     }
 
+    /// Sets every layer's load time to latency + bytes / bandwidth (a recalibrated slow tier).
+    public mutating func setLoad(bandwidth: Double, latency: Double) {
+        for l in timings.indices { timings[l].loadBandwidth = bandwidth; timings[l].loadLatency = latency }
+    }
+
     /// Hit-rate curves of the MoEpic cache profiled on `tokens` (default: all, warmup not counted).
     public func curves(tokens t: [TokenRouting]? = nil, warmup w: Int? = nil,
                        policy: ReplayPolicy = .moepicDefault) -> HitRateCurves {
